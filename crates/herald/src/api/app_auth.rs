@@ -1,0 +1,133 @@
+//! The `{appId}` check: `Authorization: Bearer <key>`, else `?auth_key=<key>`.
+
+use super::{ApiError, ApiState};
+use axum::extract::{FromRequestParts, Path};
+use http::header::AUTHORIZATION;
+use http::request::Parts;
+use std::collections::HashMap;
+
+/// Proof that the request named a known appId with its key.
+pub(super) struct AuthorizedApp;
+
+impl FromRequestParts<ApiState> for AuthorizedApp {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let Path(params): Path<HashMap<String, String>> = Path::from_request_parts(parts, state)
+            .await
+            .map_err(|_| ApiError::Unauthorized)?;
+        let app_id = params.get("app_id").map(String::as_str).unwrap_or("");
+        let key = presented_key(parts).unwrap_or_default();
+        if app_id.is_empty() || key.is_empty() {
+            return Err(ApiError::Unauthorized);
+        }
+        let known = state
+            .clients
+            .iter()
+            .any(|c| c.app_id == app_id && constant_time_eq(c.key.as_bytes(), key.as_bytes()));
+        if known {
+            Ok(AuthorizedApp)
+        } else {
+            Err(ApiError::Unauthorized)
+        }
+    }
+}
+
+/// As laravel-echo-server: an `Authorization` header wins (minus a leading `Bearer `);
+/// only without one is `auth_key` read from the query.
+fn presented_key(parts: &Parts) -> Option<String> {
+    if let Some(header) = parts.headers.get(AUTHORIZATION) {
+        let value = header.to_str().ok()?;
+        return Some(value.strip_prefix("Bearer ").unwrap_or(value).to_owned());
+    }
+    let query = parts.uri.query()?;
+    query.split('&').find_map(|pair| {
+        let (name, value) = pair.split_once('=')?;
+        (name == "auth_key").then(|| percent_decode(value))
+    })
+}
+
+fn percent_decode(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let escaped = match (bytes[i], bytes.get(i + 1), bytes.get(i + 2)) {
+            (b'%', Some(&hi), Some(&lo)) => hex_value(hi).zip(hex_value(lo)),
+            _ => None,
+        };
+        match (escaped, bytes[i]) {
+            (Some((hi, lo)), _) => {
+                out.push(hi << 4 | lo);
+                i += 3;
+            }
+            (None, b'+') => {
+                out.push(b' ');
+                i += 1;
+            }
+            (None, b) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+/// Compares secrets without leaking where they differ through timing.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parts(uri: &str, auth: Option<&str>) -> Parts {
+        let mut builder = http::Request::builder().uri(uri);
+        if let Some(auth) = auth {
+            builder = builder.header(AUTHORIZATION, auth);
+        }
+        builder.body(()).expect("request").into_parts().0
+    }
+
+    #[test]
+    fn bearer_header_wins_over_query() {
+        assert_eq!(
+            presented_key(&parts("/apps/a/status?auth_key=q", Some("Bearer h"))).as_deref(),
+            Some("h")
+        );
+        assert_eq!(
+            presented_key(&parts("/apps/a/status?auth_key=q", None)).as_deref(),
+            Some("q")
+        );
+        assert_eq!(
+            presented_key(&parts("/apps/a/status?x=1&auth_key=a%2Bb", None)).as_deref(),
+            Some("a+b")
+        );
+        assert_eq!(presented_key(&parts("/apps/a/status", None)), None);
+    }
+
+    #[test]
+    fn secrets_compare_exactly() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"ab"));
+    }
+
+    #[test]
+    fn percent_decoding_never_panics() {
+        assert_eq!(percent_decode("%"), "%");
+        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%41"), "A");
+        assert_eq!(percent_decode("%é%"), "%é%");
+    }
+}

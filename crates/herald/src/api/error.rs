@@ -1,0 +1,31 @@
+//! API errors as `{"error": "…"}` responses.
+
+use axum::Json;
+use axum::response::{IntoResponse, Response};
+use http::StatusCode;
+use serde_json::json;
+
+/// A refused API request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 403 `{"error":"Unauthorized"}`: unknown appId or wrong key.
+    Unauthorized,
+    /// 400 with laravel-echo-server's message or a more precise one.
+    BadRequest(String),
+    /// 413: the body is over the limit.
+    TooLarge(usize),
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, message) = match self {
+            ApiError::Unauthorized => (StatusCode::FORBIDDEN, "Unauthorized".to_owned()),
+            ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
+            ApiError::TooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Request body is larger than {limit} bytes"),
+            ),
+        };
+        (status, Json(json!({ "error": message }))).into_response()
+    }
+}

@@ -1,0 +1,193 @@
+//! `POST /apps/{appId}/events`: the HTTP broadcast source.
+
+use super::app_auth::AuthorizedApp;
+use super::{ApiError, ApiState, MAX_EVENT_BODY_BYTES};
+use crate::console;
+use crate::hub::{Publication, SocketId, validate_channel_name};
+use crate::sources::dispatch;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+/// Most channels one request may name (Pusher's limit too).
+pub(super) const MAX_CHANNELS_PER_EVENT: usize = 100;
+
+/// laravel-echo-server's message when a field is missing or falsy.
+const MISSING_FIELDS: &str = "Event must include channel, event name and data";
+
+/// A validated event request.
+#[derive(Debug, PartialEq)]
+struct EventRequest {
+    channels: Vec<String>,
+    name: String,
+    data: String,
+    socket_id: Option<String>,
+}
+
+/// Publishes `{name, data, channel|channels, socket_id?}` to each channel.
+pub(super) async fn publish(
+    _: AuthorizedApp,
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(MAX_EVENT_BODY_BYTES),
+        other => ApiError::BadRequest(other.body_text()),
+    })?;
+    let request = parse_event_request(&body)?;
+    console::dev_plain(&format!("Channel: {}", request.channels.join(", ")));
+    console::dev_plain(&format!("Event: {}", request.name));
+    let data = RawValue::from_string(request.data)
+        .map_err(|e| ApiError::BadRequest(format!("data is not valid JSON: {e}")))?;
+    let socket = request.socket_id.as_deref().map(SocketId::new);
+    for channel in &request.channels {
+        let publication = Publication::new(channel, &request.name, data.clone(), socket.clone());
+        dispatch(&state.hub, &publication);
+    }
+    Ok(Json(json!({"message": "ok"})))
+}
+
+/// Applies laravel-echo-server's rules, minus its crashes: invalid JSON and wrong types are
+/// 400s with a reason; `data` given as a string is JSON-decoded when it is JSON (Pusher style).
+fn parse_event_request(body: &[u8]) -> Result<EventRequest, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::BadRequest(format!(
+            "Request body is empty. {MISSING_FIELDS}"
+        )));
+    }
+    let value: Value = serde_json::from_slice(body)
+        .map_err(|e| ApiError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
+    let Value::Object(object) = value else {
+        return Err(ApiError::BadRequest(format!(
+            "Request body must be a JSON object. {MISSING_FIELDS}"
+        )));
+    };
+    let field = |name: &str| object.get(name).filter(|v| is_truthy(v));
+    let (Some(channels), Some(name), Some(data)) = (
+        field("channels").or_else(|| field("channel")),
+        field("name"),
+        field("data"),
+    ) else {
+        return Err(ApiError::BadRequest(MISSING_FIELDS.to_owned()));
+    };
+    let channels = match channels {
+        Value::String(one) => vec![one.clone()],
+        Value::Array(many) => many
+            .iter()
+            .map(|c| c.as_str().map(str::to_owned))
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| ApiError::BadRequest("channels must be an array of strings".into()))?,
+        _ => {
+            return Err(ApiError::BadRequest(
+                "channels must be an array of strings, or channel a string".into(),
+            ));
+        }
+    };
+    if channels.len() > MAX_CHANNELS_PER_EVENT {
+        return Err(ApiError::BadRequest(format!(
+            "An event may name at most {MAX_CHANNELS_PER_EVENT} channels"
+        )));
+    }
+    for channel in &channels {
+        validate_channel_name(channel)
+            .map_err(|e| ApiError::BadRequest(format!("channel {channel:?}: {e}")))?;
+    }
+    let Value::String(name) = name else {
+        return Err(ApiError::BadRequest("name must be a string".into()));
+    };
+    let data = match data {
+        Value::String(text) if serde_json::from_str::<&RawValue>(text).is_ok() => text.clone(),
+        other => other.to_string(),
+    };
+    let socket_id = object
+        .get("socket_id")
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Ok(EventRequest {
+        channels,
+        name: name.clone(),
+        data,
+        socket_id,
+    })
+}
+
+/// JavaScript truthiness, which laravel-echo-server's validation uses.
+fn is_truthy(value: &Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty(),
+        Value::Array(_) | Value::Object(_) => true,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(body: &str) -> Result<EventRequest, ApiError> {
+        parse_event_request(body.as_bytes())
+    }
+
+    fn bad_request(body: &str) -> String {
+        match parse(body) {
+            Err(ApiError::BadRequest(message)) => message,
+            other => panic!("expected a 400, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn echo_server_shape() {
+        let r = parse(r#"{"channel":"orders","name":"Shipped","data":{"id":1},"socket_id":"s1"}"#)
+            .expect("valid");
+        assert_eq!(r.channels, vec!["orders"]);
+        assert_eq!(r.name, "Shipped");
+        assert_eq!(r.data, r#"{"id":1}"#);
+        assert_eq!(r.socket_id.as_deref(), Some("s1"));
+    }
+
+    #[test]
+    fn pusher_shape_with_string_data() {
+        let r =
+            parse(r#"{"channels":["a","b"],"name":"E","data":"{\"x\":[1,2]}"}"#).expect("valid");
+        assert_eq!(r.channels, vec!["a", "b"]);
+        assert_eq!(r.data, r#"{"x":[1,2]}"#);
+        let r = parse(r#"{"channel":"a","name":"E","data":"plain text"}"#).expect("valid");
+        assert_eq!(r.data, r#""plain text""#);
+    }
+
+    #[test]
+    fn a_single_channel_may_come_as_channels_string() {
+        let r = parse(r#"{"channels":"a","name":"E","data":1}"#).expect("valid");
+        assert_eq!(r.channels, vec!["a"]);
+    }
+
+    #[test]
+    fn falsy_fields_get_the_original_message() {
+        for body in [
+            r#"{"channel":"a","name":"E"}"#,
+            r#"{"channel":"a","name":"E","data":0}"#,
+            r#"{"channel":"a","name":"E","data":""}"#,
+            r#"{"channel":"a","name":"","data":1}"#,
+            r#"{"name":"E","data":1}"#,
+        ] {
+            assert_eq!(bad_request(body), MISSING_FIELDS, "{body}");
+        }
+    }
+
+    #[test]
+    fn what_crashed_the_original_is_a_400_with_a_reason() {
+        assert!(bad_request("").contains("empty"));
+        assert!(bad_request("{not json").contains("not valid JSON"));
+        assert!(bad_request("[1]").contains("JSON object"));
+        assert!(bad_request(r#"{"channels":{"x":1},"name":"E","data":1}"#).contains("array"));
+        assert!(bad_request(r#"{"channels":[1],"name":"E","data":1}"#).contains("array"));
+        assert!(bad_request(r#"{"channel":"a b","name":"E","data":1}"#).contains("whitespace"));
+        assert!(bad_request(r#"{"channel":"a","name":5,"data":1}"#).contains("name"));
+    }
+}

@@ -1,0 +1,54 @@
+//! laravel-echo-server's HTTP API: `GET /`, `/apps/{appId}/…` reads, and `POST …/events`.
+
+mod app_auth;
+mod error;
+mod events;
+mod express;
+mod reads;
+
+pub use error::ApiError;
+pub use express::{ExpressCompat, not_found};
+
+use crate::config::{ApiClient, Config};
+use crate::hub::Hub;
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Largest `POST /events` body accepted, in bytes.
+pub const MAX_EVENT_BODY_BYTES: usize = 1024 * 1024;
+
+/// What the API handlers need.
+#[derive(Clone)]
+pub struct ApiState {
+    /// Channel registry.
+    pub hub: Arc<Hub>,
+    /// Allowed API clients.
+    pub clients: Arc<[ApiClient]>,
+    /// When the server started, for `uptime`.
+    pub started: Instant,
+}
+
+/// The API routes, with `POST /apps/{appId}/events` only when the HTTP subscriber is on.
+pub fn router(config: &Config, hub: Arc<Hub>) -> Router {
+    let state = ApiState {
+        hub,
+        clients: config.clients.clone().into(),
+        started: Instant::now(),
+    };
+    let mut router = Router::new()
+        .route("/", get(reads::root))
+        .route("/apps/{app_id}/status", get(reads::status))
+        .route("/apps/{app_id}/channels", get(reads::channels))
+        .route("/apps/{app_id}/channels/{channel}", get(reads::channel))
+        .route("/apps/{app_id}/channels/{channel}/users", get(reads::users));
+    if config.subscribers.http {
+        router = router.route(
+            "/apps/{app_id}/events",
+            post(events::publish).layer(DefaultBodyLimit::max(MAX_EVENT_BODY_BYTES)),
+        );
+    }
+    router.with_state(state)
+}

@@ -1,0 +1,95 @@
+//! The read-only routes.
+
+use super::app_auth::AuthorizedApp;
+use super::{ApiError, ApiState};
+use crate::hub::ChannelKind;
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::response::Html;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+
+/// `GET /`: `OK`.
+pub(super) async fn root() -> Html<&'static str> {
+    Html("OK")
+}
+
+/// `GET /apps/{appId}/status`.
+pub(super) async fn status(_: AuthorizedApp, State(state): State<ApiState>) -> Json<Value> {
+    let rss = resident_memory_bytes();
+    Json(json!({
+        "subscription_count": state.hub.connection_count(),
+        "uptime": state.started.elapsed().as_secs_f64(),
+        "memory_usage": {
+            "rss": rss,
+            "heapTotal": 0,
+            "heapUsed": 0,
+            "external": 0,
+            "arrayBuffers": 0
+        }
+    }))
+}
+
+/// `?filter_by_prefix=` of `/channels`.
+#[derive(Deserialize)]
+pub(super) struct ChannelsQuery {
+    filter_by_prefix: Option<String>,
+}
+
+/// `GET /apps/{appId}/channels[?filter_by_prefix=x]`.
+pub(super) async fn channels(
+    _: AuthorizedApp,
+    State(state): State<ApiState>,
+    Query(query): Query<ChannelsQuery>,
+) -> Json<Value> {
+    let prefix = query.filter_by_prefix.unwrap_or_default();
+    let channels: Map<String, Value> = state
+        .hub
+        .channels(&prefix)
+        .into_iter()
+        .map(|c| {
+            let info = json!({"subscription_count": c.subscription_count, "occupied": true});
+            (c.name, info)
+        })
+        .collect();
+    Json(json!({ "channels": channels }))
+}
+
+/// `GET /apps/{appId}/channels/{channel}`.
+pub(super) async fn channel(
+    _: AuthorizedApp,
+    State(state): State<ApiState>,
+    Path((_, channel)): Path<(String, String)>,
+) -> Json<Value> {
+    let count = state.hub.subscription_count(&channel);
+    let mut body = json!({"subscription_count": count, "occupied": count > 0});
+    if ChannelKind::of(&channel) == ChannelKind::Presence {
+        // Presence members arrive with presence support; until then a presence channel has none.
+        body["user_count"] = json!(0);
+    }
+    Json(body)
+}
+
+/// `GET /apps/{appId}/channels/{channel}/users`.
+pub(super) async fn users(
+    _: AuthorizedApp,
+    Path((_, channel)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    if ChannelKind::of(&channel) != ChannelKind::Presence {
+        return Err(ApiError::BadRequest(
+            "User list is only possible for Presence Channels".to_owned(),
+        ));
+    }
+    Ok(Json(json!({ "users": [] })))
+}
+
+/// Resident set size from `/proc/self/status` (`VmRSS`), 0 where that is unavailable.
+pub(crate) fn resident_memory_bytes() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+            line.split_whitespace().nth(1)?.parse::<u64>().ok()
+        })
+        .map_or(0, |kib| kib * 1024)
+}

@@ -1,0 +1,192 @@
+//! `herald doctor`: is Redis reachable, what channels does Laravel publish on, and does
+//! `keyPrefix` match them?
+
+use super::ConfigLocation;
+use crate::config;
+use crate::console;
+use crate::prefix::implied_prefix;
+use crate::redis_client;
+use clap::Args;
+use futures_util::StreamExt;
+use std::collections::BTreeMap;
+use std::process::ExitCode;
+use std::time::Duration;
+
+/// Options of `doctor`.
+#[derive(Args, Debug)]
+pub(super) struct DoctorArgs {
+    #[command(flatten)]
+    location: ConfigLocation,
+    /// How long to watch Redis pub/sub for published events.
+    #[arg(long, default_value_t = 5)]
+    seconds: u64,
+}
+
+/// What one watch of Redis saw.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub(crate) struct PrefixReport {
+    /// Channel → number of messages seen.
+    pub channels: BTreeMap<String, usize>,
+}
+
+/// The verdict on `keyPrefix` given the channels seen.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Nothing was published while watching.
+    NothingSeen,
+    /// Every channel seen starts with the prefix.
+    Matches,
+    /// Channels seen do not start with the prefix; Laravel's looks like the one given.
+    Mismatch { suggested: String },
+}
+
+impl PrefixReport {
+    pub(crate) fn verdict(&self, key_prefix: &str) -> Verdict {
+        if self.channels.is_empty() {
+            return Verdict::NothingSeen;
+        }
+        let mut implied: BTreeMap<String, usize> = BTreeMap::new();
+        for (channel, count) in &self.channels {
+            *implied
+                .entry(implied_prefix(channel).unwrap_or_default())
+                .or_default() += count;
+        }
+        let suggested = implied
+            .into_iter()
+            .max_by_key(|(_, count)| *count)
+            .map(|(prefix, _)| prefix)
+            .unwrap_or_default();
+        let all_match = self.channels.keys().all(|c| c.starts_with(key_prefix));
+        // An empty keyPrefix "matches" everything, but then prefixed channels reach rooms
+        // named with the prefix, which no browser ever joins.
+        if all_match && !(key_prefix.is_empty() && !suggested.is_empty()) {
+            Verdict::Matches
+        } else {
+            Verdict::Mismatch { suggested }
+        }
+    }
+}
+
+/// Runs the checks and prints what to do.
+pub(super) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
+    let loaded = config::load(args.location.path(), args.location.explicit())?;
+    console::init(crate::config::LogFormat::Text, false);
+    let options = &loaded.config.redis;
+    match &loaded.source {
+        config::ConfigSource::File(p) => console::info(&format!("Config: {}", p.display())),
+        config::ConfigSource::Embedded(p) => console::info(&format!(
+            "Config: none at {} (embedded defaults)",
+            p.display()
+        )),
+    }
+    for warning in &loaded.warnings {
+        console::warning(warning);
+    }
+    let address = redis_client::describe(options);
+    console::info(&format!(
+        "Redis: {address}, keyPrefix {:?}",
+        options.key_prefix
+    ));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let report = match runtime.block_on(watch(options, Duration::from_secs(args.seconds))) {
+        Ok(report) => report,
+        Err(e) => {
+            console::error(&format!("✘ Redis is not reachable at {address}: {e}"));
+            console::info(
+                "Check databaseConfig.redis (host, port, password) or LARAVEL_ECHO_SERVER_REDIS_* and that redis-server is running.",
+            );
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    console::success(&format!("Redis answers at {address}."));
+    for (channel, count) in report.channels.iter().take(20) {
+        console::info(&format!("  seen: {channel} ({count} message(s))"));
+    }
+    match report.verdict(&options.key_prefix) {
+        Verdict::NothingSeen => {
+            console::warning(&format!(
+                "No message was published on Redis in {} s, so the prefix cannot be checked. Broadcast an event from Laravel while doctor runs (e.g. in `php artisan tinker`), or use --seconds 30.",
+                args.seconds
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::Matches => {
+            console::success(&format!(
+                "keyPrefix {:?} matches the channels Laravel publishes on.",
+                options.key_prefix
+            ));
+            Ok(ExitCode::SUCCESS)
+        }
+        Verdict::Mismatch { suggested } => {
+            console::error(&format!(
+                "✘ keyPrefix {:?} does not match: Laravel publishes with the prefix {suggested:?}.",
+                options.key_prefix
+            ));
+            console::info(&format!(
+                "Fix: set \"databaseConfig\": {{\"redis\": {{\"keyPrefix\": {suggested:?}}}}} in {} (Laravel's prefix is config('database.redis.options.prefix'), REDIS_PREFIX in .env).",
+                loaded.source.path().display()
+            ));
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// PSUBSCRIBEs `*` for `duration` and counts channels.
+async fn watch(options: &config::RedisOptions, duration: Duration) -> anyhow::Result<PrefixReport> {
+    let client = redis_client::client(options)?;
+    let connect = async {
+        let mut pubsub = client.get_async_pubsub().await?;
+        pubsub.psubscribe("*").await?;
+        Ok::<_, redis::RedisError>(pubsub)
+    };
+    let mut pubsub = tokio::time::timeout(Duration::from_secs(5), connect)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
+    let mut report = PrefixReport::default();
+    let mut stream = pubsub.on_message();
+    let deadline = tokio::time::sleep(duration);
+    tokio::pin!(deadline);
+    loop {
+        tokio::select! {
+            _ = &mut deadline => break,
+            message = stream.next() => match message {
+                Some(message) => *report.channels.entry(message.get_channel_name().to_owned()).or_default() += 1,
+                None => anyhow::bail!("the connection closed while watching"),
+            },
+        }
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(channels: &[&str]) -> PrefixReport {
+        PrefixReport {
+            channels: channels.iter().map(|c| (c.to_string(), 1)).collect(),
+        }
+    }
+
+    #[test]
+    fn verdicts() {
+        let seen = report(&["laravel_database_orders", "laravel_database_private-user.1"]);
+        assert_eq!(seen.verdict("laravel_database_"), Verdict::Matches);
+        assert_eq!(
+            seen.verdict(""),
+            Verdict::Mismatch {
+                suggested: "laravel_database_".into()
+            }
+        );
+        assert_eq!(
+            seen.verdict("other_"),
+            Verdict::Mismatch {
+                suggested: "laravel_database_".into()
+            }
+        );
+        assert_eq!(report(&["orders"]).verdict(""), Verdict::Matches);
+        assert_eq!(PrefixReport::default().verdict(""), Verdict::NothingSeen);
+    }
+}

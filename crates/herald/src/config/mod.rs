@@ -1,0 +1,492 @@
+//! `laravel-echo-server.json`, its environment overrides and `.env`, turned into typed options.
+
+mod defaults;
+mod env;
+mod load;
+mod merge;
+mod port;
+mod reader;
+mod socketio;
+
+pub use defaults::default_options;
+pub use env::{ENV_OVERRIDES, apply_env_overrides, resolve_indirection};
+pub use load::{
+    ConfigSource, LoadError, LoadedConfig, load, read_file_object, resolve_config_path,
+    write_file_object,
+};
+pub use merge::deep_merge;
+pub use port::parse_port;
+pub use reader::ConfigError;
+pub use socketio::{CookieOptions, SocketIoOptions, Transport};
+
+use reader::Reader;
+use serde_json::Value;
+
+/// Every option Herald runs with, validated.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Base URLs of the Laravel app for channel authorization; empty means "use `host`".
+    pub auth_hosts: Vec<String>,
+    /// Path appended to the auth host, `/broadcasting/auth` by default.
+    pub auth_endpoint: String,
+    /// HTTP API credentials.
+    pub clients: Vec<ApiClient>,
+    /// Where presence members are kept.
+    pub database: PresenceDriver,
+    /// Connection to Redis (source and presence store).
+    pub redis: RedisOptions,
+    /// SQLite presence file, relative to the working directory as in the original.
+    pub sqlite_path: String,
+    /// Publish presence member changes on the `PresenceChannelUpdated` Redis channel.
+    pub publish_presence: bool,
+    /// Verbose logging in laravel-echo-server's devMode format.
+    pub dev_mode: bool,
+    /// Bind address; `None` binds every interface.
+    pub host: Option<String>,
+    /// Listening port.
+    pub port: u16,
+    /// `http` or `https`.
+    pub protocol: ListenProtocol,
+    /// Socket.IO / Engine.IO transport options.
+    pub socketio: SocketIoOptions,
+    /// TLS files, used when `protocol` is `https`.
+    pub tls: TlsFiles,
+    /// Which broadcast sources run.
+    pub subscribers: Subscribers,
+    /// CORS headers for the HTTP API.
+    pub api_cors: ApiCors,
+    /// Extra headers added to every HTTP API response.
+    pub headers: Vec<(String, String)>,
+    /// Log line format.
+    pub log_format: LogFormat,
+    /// In devMode, how the Redis source reports messages its prefix would never match.
+    pub redis_source: RedisSourceOptions,
+}
+
+/// An HTTP API client: `appId` and `key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiClient {
+    /// The `{appId}` in `/apps/{appId}/…`.
+    pub app_id: String,
+    /// The secret passed as `auth_key` or `Authorization: Bearer`.
+    pub key: String,
+}
+
+/// The presence store named by `database`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PresenceDriver {
+    /// Members in Redis under `<keyPrefix><channel>:members`.
+    Redis,
+    /// Members in a SQLite file.
+    Sqlite,
+    /// Members in this process only.
+    Memory,
+}
+
+/// Whether the listener speaks TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ListenProtocol {
+    /// Plain HTTP and WebSocket.
+    Http,
+    /// HTTPS and secure WebSocket.
+    Https,
+}
+
+/// `json` for production log pipelines, `text` for people.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    /// Human lines, as laravel-echo-server prints them.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// `databaseConfig.redis`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisOptions {
+    /// Host name or IP.
+    pub host: String,
+    /// TCP port.
+    pub port: u16,
+    /// AUTH user (Redis 6 ACL).
+    pub username: Option<String>,
+    /// AUTH password.
+    pub password: Option<String>,
+    /// Database number for keys (pub/sub ignores it).
+    pub db: u64,
+    /// Laravel's Redis prefix, stripped from channel names.
+    pub key_prefix: String,
+    /// Connect with TLS (`rediss://`).
+    pub tls: bool,
+}
+
+/// `sslCertPath` and friends.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    /// PEM certificate.
+    pub cert_path: String,
+    /// PEM private key.
+    pub key_path: String,
+    /// PEM chain appended to the certificate.
+    pub chain_path: String,
+    /// Passphrase of an encrypted key.
+    pub passphrase: String,
+}
+
+/// `subscribers`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Subscribers {
+    /// `POST /apps/{appId}/events`.
+    pub http: bool,
+    /// Redis `PSUBSCRIBE`.
+    pub redis: bool,
+}
+
+/// `apiOriginAllow`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiCors {
+    /// Send the CORS headers at all.
+    pub allow_cors: bool,
+    /// `Access-Control-Allow-Origin`.
+    pub allow_origin: String,
+    /// `Access-Control-Allow-Methods`.
+    pub allow_methods: String,
+    /// `Access-Control-Allow-Headers`.
+    pub allow_headers: String,
+}
+
+/// Herald's `redisSource` options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RedisSourceOptions {
+    /// In devMode, subscribe to every channel and say when one does not match `keyPrefix`.
+    pub warn_unmatched_prefix: bool,
+}
+
+/// Legacy keys of laravel-echo-server 1.0–1.2 that 1.6.3 ignores too.
+const LEGACY_KEYS: &[&str] = &["appKey", "referrers", "verifyAuthPath", "verifyAuthServer"];
+
+impl Config {
+    /// Validates the merged options. Warnings (unknown keys) come back beside the config.
+    pub fn from_merged(options: &Value) -> Result<(Config, Vec<String>), Vec<ConfigError>> {
+        let mut warnings = unknown_key_warnings(options);
+        let mut r = Reader::new(options);
+        let auth_hosts = read_auth_hosts(&mut r);
+        let auth_endpoint = r.string("authEndpoint", "/broadcasting/auth");
+        let clients = read_clients(&mut r);
+        let database = match r
+            .one_of("database", &["redis", "sqlite", "memory"], "redis")
+            .as_str()
+        {
+            "sqlite" => PresenceDriver::Sqlite,
+            "memory" => PresenceDriver::Memory,
+            _ => PresenceDriver::Redis,
+        };
+        let redis = read_redis(&mut r, &mut warnings);
+        let sqlite_path = r.string(
+            "databaseConfig.sqlite.databasePath",
+            "/database/laravel-echo-server.sqlite",
+        );
+        let publish_presence = r.bool("databaseConfig.publishPresence", false);
+        let dev_mode = r.bool("devMode", false);
+        let host = r.opt_string("host").filter(|h| !h.is_empty());
+        let port = read_port(&mut r);
+        let protocol = match r.opt_string("protocol").as_deref() {
+            Some("https") => ListenProtocol::Https,
+            _ => ListenProtocol::Http,
+        };
+        let socketio = SocketIoOptions::read(&mut r, &mut warnings);
+        let tls = TlsFiles {
+            cert_path: r.string("sslCertPath", ""),
+            key_path: r.string("sslKeyPath", ""),
+            chain_path: r.string("sslCertChainPath", ""),
+            passphrase: r.string("sslPassphrase", ""),
+        };
+        let subscribers = Subscribers {
+            http: r.bool("subscribers.http", true),
+            redis: r.bool("subscribers.redis", true),
+        };
+        let api_cors = ApiCors {
+            allow_cors: r.bool("apiOriginAllow.allowCors", false),
+            allow_origin: r.string("apiOriginAllow.allowOrigin", ""),
+            allow_methods: r.string("apiOriginAllow.allowMethods", ""),
+            allow_headers: r.string("apiOriginAllow.allowHeaders", ""),
+        };
+        let headers = read_headers(&mut r);
+        let log_format = match r.one_of("logFormat", &["text", "json"], "text").as_str() {
+            "json" => LogFormat::Json,
+            _ => LogFormat::Text,
+        };
+        let redis_source = RedisSourceOptions {
+            warn_unmatched_prefix: r.bool("redisSource.warnUnmatchedPrefix", true),
+        };
+        let errors = r.into_errors();
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        let config = Config {
+            auth_hosts,
+            auth_endpoint,
+            clients,
+            database,
+            redis,
+            sqlite_path,
+            publish_presence,
+            dev_mode,
+            host,
+            port,
+            protocol,
+            socketio,
+            tls,
+            subscribers,
+            api_cors,
+            headers,
+            log_format,
+            redis_source,
+        };
+        Ok((config, warnings))
+    }
+
+    /// The embedded defaults, as `herald start` uses them with no config file.
+    pub fn embedded_defaults() -> Config {
+        match Config::from_merged(&default_options()) {
+            Ok((config, _)) => config,
+            // The defaults are a constant validated by a unit test.
+            Err(errors) => unreachable!("embedded defaults are invalid: {errors:?}"),
+        }
+    }
+}
+
+fn unknown_key_warnings(options: &Value) -> Vec<String> {
+    let Value::Object(map) = options else {
+        return Vec::new();
+    };
+    let known = default_options();
+    map.keys()
+        .filter(|k| known.get(k.as_str()).is_none())
+        .filter(|k| !defaults::EXTRA_TOP_LEVEL_KEYS.contains(&k.as_str()))
+        .map(|k| {
+            if LEGACY_KEYS.contains(&k.as_str()) {
+                format!("config key `{k}` is from laravel-echo-server 1.2 and earlier; it is ignored (use `clients`)")
+            } else {
+                format!("unknown config key `{k}` is ignored")
+            }
+        })
+        .collect()
+}
+
+fn read_auth_hosts(r: &mut Reader<'_>) -> Vec<String> {
+    match r.get("authHost") {
+        None => Vec::new(),
+        Some(Value::String(s)) if s.is_empty() => Vec::new(),
+        Some(Value::String(s)) => vec![s.clone()],
+        Some(Value::Array(items)) => {
+            let mut hosts = Vec::new();
+            for (i, item) in items.iter().enumerate() {
+                match item {
+                    Value::String(s) if !s.is_empty() => hosts.push(s.clone()),
+                    other => r.fail(&format!("authHost[{i}]"), other, "a URL string"),
+                }
+            }
+            hosts
+        }
+        Some(other) => {
+            r.fail("authHost", other, "a URL string or an array of URL strings");
+            Vec::new()
+        }
+    }
+}
+
+fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
+    let Some(value) = r.get("clients") else {
+        return Vec::new();
+    };
+    let Value::Array(items) = value else {
+        r.fail("clients", value, "an array of {\"appId\": …, \"key\": …}");
+        return Vec::new();
+    };
+    let mut clients = Vec::new();
+    for (i, item) in items.iter().enumerate() {
+        let app_id = item.get("appId").and_then(Value::as_str);
+        let key = item.get("key").and_then(Value::as_str);
+        match (app_id, key) {
+            (Some(app_id), Some(key)) => clients.push(ApiClient {
+                app_id: app_id.to_owned(),
+                key: key.to_owned(),
+            }),
+            _ => r.fail(
+                &format!("clients[{i}]"),
+                item,
+                "an object with string \"appId\" and \"key\"",
+            ),
+        }
+    }
+    clients
+}
+
+fn read_port(r: &mut Reader<'_>) -> u16 {
+    let Some(value) = r.get("port") else {
+        return 6001;
+    };
+    let text = match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => n.to_string(),
+        _ => String::new(),
+    };
+    match parse_port(&text) {
+        Some(port) => port,
+        None => {
+            r.fail(
+                "port",
+                value,
+                "a port number from 10 to 65535 (e.g. 6001, \"6001\" or \"http://host:6001\")",
+            );
+            6001
+        }
+    }
+}
+
+fn read_redis(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> RedisOptions {
+    for unsupported in ["sentinels", "name", "sentinelPassword", "path"] {
+        if r.get(&format!("databaseConfig.redis.{unsupported}"))
+            .is_some()
+        {
+            warnings.push(format!(
+                "config key `databaseConfig.redis.{unsupported}` is not supported by Herald yet and is ignored; connect to host and port directly"
+            ));
+        }
+    }
+    let port = r.u64("databaseConfig.redis.port", 6379, "a TCP port number");
+    let port = u16::try_from(port).unwrap_or_else(|_| {
+        r.fail(
+            "databaseConfig.redis.port",
+            &Value::from(port),
+            "a TCP port number",
+        );
+        6379
+    });
+    let tls = match r.get("databaseConfig.redis.tls") {
+        None | Some(Value::Bool(false)) => false,
+        Some(Value::Bool(true)) | Some(Value::Object(_)) => true,
+        Some(other) => {
+            r.fail(
+                "databaseConfig.redis.tls",
+                other,
+                "true, false or an object of TLS options",
+            );
+            false
+        }
+    };
+    RedisOptions {
+        host: r.string("databaseConfig.redis.host", "127.0.0.1"),
+        port,
+        username: r
+            .opt_string("databaseConfig.redis.username")
+            .filter(|s| !s.is_empty()),
+        password: r
+            .opt_string("databaseConfig.redis.password")
+            .filter(|s| !s.is_empty()),
+        db: r.u64("databaseConfig.redis.db", 0, "a database number"),
+        key_prefix: r.string("databaseConfig.redis.keyPrefix", ""),
+        tls,
+    }
+}
+
+fn read_headers(r: &mut Reader<'_>) -> Vec<(String, String)> {
+    let Some(value) = r.get("headers") else {
+        return Vec::new();
+    };
+    let Value::Object(map) = value else {
+        r.fail("headers", value, "an object of header names to values");
+        return Vec::new();
+    };
+    let mut headers = Vec::new();
+    for (name, value) in map {
+        let valid_name = http::HeaderName::from_bytes(name.as_bytes()).is_ok();
+        match value {
+            Value::String(v) if valid_name && http::HeaderValue::from_str(v).is_ok() => {
+                headers.push((name.clone(), v.clone()))
+            }
+            Value::Number(n) if valid_name => headers.push((name.clone(), n.to_string())),
+            other => r.fail(
+                &format!("headers.{name}"),
+                other,
+                "a valid HTTP header name with a string value",
+            ),
+        }
+    }
+    headers
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn merged(file: Value) -> Value {
+        let mut options = default_options();
+        deep_merge(&mut options, file);
+        options
+    }
+
+    #[test]
+    fn embedded_defaults_are_valid() {
+        let (config, warnings) = Config::from_merged(&default_options()).expect("valid");
+        assert!(warnings.is_empty());
+        assert_eq!(config.port, 6001);
+        assert_eq!(config.auth_hosts, vec!["http://localhost".to_owned()]);
+        assert_eq!(config.redis.host, "127.0.0.1");
+        assert!(config.subscribers.http && config.subscribers.redis);
+        assert_eq!(config.socketio.path, "/socket.io");
+    }
+
+    #[test]
+    fn every_bad_value_is_reported_with_its_key() {
+        let options = merged(json!({"port": "abc", "database": "mysql", "devMode": 3}));
+        let errors = Config::from_merged(&options).expect_err("invalid");
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(keys, vec!["database", "devMode", "port"]);
+        assert!(errors[1].to_string().contains("expected true or false"));
+    }
+
+    #[test]
+    fn unknown_and_legacy_keys_are_warnings() {
+        let options = merged(json!({"prot": 1, "referrers": [], "headers": {}}));
+        let (_, warnings) = Config::from_merged(&options).expect("valid");
+        assert_eq!(warnings.len(), 2);
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("unknown config key `prot`"))
+        );
+        assert!(warnings.iter().any(|w| w.contains("`referrers`")));
+    }
+
+    #[test]
+    fn auth_host_as_string_array_or_empty() {
+        let (c, _) = Config::from_merged(&merged(json!({"authHost": ["http://a", "http://b"]})))
+            .expect("valid");
+        assert_eq!(c.auth_hosts, vec!["http://a", "http://b"]);
+        let (c, _) = Config::from_merged(&merged(json!({"authHost": ""}))).expect("valid");
+        assert!(c.auth_hosts.is_empty());
+    }
+
+    #[test]
+    fn redis_port_and_db_may_be_strings() {
+        let options = merged(json!({"databaseConfig": {"redis": {
+            "port": "6380", "db": "2", "keyPrefix": "laravel_database_", "password": ""
+        }}}));
+        let (c, _) = Config::from_merged(&options).expect("valid");
+        assert_eq!(c.redis.port, 6380);
+        assert_eq!(c.redis.db, 2);
+        assert_eq!(c.redis.password, None);
+        assert_eq!(c.redis.key_prefix, "laravel_database_");
+        assert_eq!(c.sqlite_path, "/database/laravel-echo-server.sqlite");
+    }
+
+    #[test]
+    fn clients_need_string_ids_and_keys() {
+        let options = merged(json!({"clients": [{"appId": 1, "key": "k"}]}));
+        let errors = Config::from_merged(&options).expect_err("invalid");
+        assert_eq!(errors[0].key, "clients[0]");
+    }
+}

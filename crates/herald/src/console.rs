@@ -1,0 +1,155 @@
+//! Log output: laravel-echo-server's lines for people (text) or `tracing` JSON for machines.
+//!
+//! Text mode prints exactly the lines laravel-echo-server prints (people grep them), on stdout,
+//! coloured only on a terminal. JSON mode sends the same messages through `tracing` as one JSON
+//! object per line, with a `kind` field.
+
+use crate::config::LogFormat;
+use std::io::{IsTerminal, Write};
+use std::sync::OnceLock;
+use tracing_subscriber::EnvFilter;
+
+struct Console {
+    format: LogFormat,
+    color: bool,
+    dev_mode: bool,
+}
+
+static CONSOLE: OnceLock<Console> = OnceLock::new();
+
+/// Sets up output once; later calls are ignored. `RUST_LOG` tunes library logs.
+pub fn init(format: LogFormat, dev_mode: bool) {
+    let console = Console {
+        format,
+        color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
+        dev_mode,
+    };
+    if CONSOLE.set(console).is_err() {
+        return;
+    }
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        EnvFilter::new(match format {
+            LogFormat::Json => "info,socketioxide=warn,engineioxide=warn",
+            LogFormat::Text => "warn,herald=off,socketioxide=error,engineioxide=error",
+        })
+    });
+    let _ = match format {
+        LogFormat::Json => tracing_subscriber::fmt()
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_env_filter(filter)
+            .with_writer(std::io::stdout)
+            .try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .try_init(),
+    };
+}
+
+fn console() -> &'static Console {
+    CONSOLE.get_or_init(|| Console {
+        format: LogFormat::Text,
+        color: false,
+        dev_mode: false,
+    })
+}
+
+/// Whether devMode lines are printed.
+pub fn dev_mode() -> bool {
+    console().dev_mode
+}
+
+#[derive(Clone, Copy)]
+enum Kind {
+    Title,
+    Info,
+    Success,
+    Warning,
+    Error,
+}
+
+fn emit(kind: Kind, message: &str) {
+    let c = console();
+    match c.format {
+        LogFormat::Json => match kind {
+            Kind::Error => tracing::error!(target: "herald", "{message}"),
+            Kind::Warning => tracing::warn!(target: "herald", "{message}"),
+            _ => tracing::info!(target: "herald", "{message}"),
+        },
+        LogFormat::Text => {
+            let (prefix, color) = match kind {
+                Kind::Title => ("", "\x1b[1m"),
+                Kind::Info => ("", "\x1b[36m"),
+                Kind::Success => ("✔  ", "\x1b[32m"),
+                Kind::Warning => ("⚠ ", "\x1b[33m"),
+                Kind::Error => ("", "\x1b[31m"),
+            };
+            let mut out = std::io::stdout().lock();
+            let _ = if c.color {
+                writeln!(out, "{color}{prefix}{message}\x1b[0m")
+            } else {
+                writeln!(out, "{prefix}{message}")
+            };
+        }
+    }
+}
+
+/// A bold line (the banner).
+pub fn title(message: &str) {
+    emit(Kind::Title, message);
+}
+
+/// A cyan line.
+pub fn info(message: &str) {
+    emit(Kind::Info, message);
+}
+
+/// `✔  message`, green.
+pub fn success(message: &str) {
+    emit(Kind::Success, message);
+}
+
+/// `⚠ message`, yellow.
+pub fn warning(message: &str) {
+    emit(Kind::Warning, message);
+}
+
+/// A red line.
+pub fn error(message: &str) {
+    emit(Kind::Error, message);
+}
+
+/// A devMode line `[ISO] - message` (cyan), printed only in devMode.
+pub fn dev(message: &str) {
+    if dev_mode() {
+        emit(Kind::Info, &format!("[{}] - {message}", now_iso()));
+    }
+}
+
+/// A devMode line without the timestamp (e.g. `Channel: …`).
+pub fn dev_plain(message: &str) {
+    if dev_mode() {
+        emit(Kind::Info, message);
+    }
+}
+
+/// A devMode warning line `⚠ [ISO] - message`.
+pub fn dev_warning(message: &str) {
+    if dev_mode() {
+        emit(Kind::Warning, &format!("[{}] - {message}", now_iso()));
+    }
+}
+
+/// A devMode error line.
+pub fn dev_error(message: &str) {
+    if dev_mode() {
+        emit(Kind::Error, message);
+    }
+}
+
+/// `2026-11-25T22:44:03.123Z`, as JavaScript's `toISOString()`.
+pub fn now_iso() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}

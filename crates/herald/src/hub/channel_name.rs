@@ -1,0 +1,90 @@
+//! The one rule for channel names, shared by every protocol and the HTTP API.
+
+/// Longest channel name accepted, in bytes.
+pub const MAX_CHANNEL_NAME_BYTES: usize = 200;
+
+/// What kind of channel a name denotes; decided by an anchored prefix, never "contains".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChannelKind {
+    /// Anyone may subscribe.
+    Public,
+    /// `private-…`: needs authorization.
+    Private,
+    /// `presence-…`: needs authorization and tracks members.
+    Presence,
+}
+
+impl ChannelKind {
+    /// The kind of `name`.
+    pub fn of(name: &str) -> ChannelKind {
+        if name.starts_with("presence-") {
+            ChannelKind::Presence
+        } else if name.starts_with("private-") {
+            ChannelKind::Private
+        } else {
+            ChannelKind::Public
+        }
+    }
+
+    /// Private and presence channels need the app's permission.
+    pub fn needs_authorization(self) -> bool {
+        !matches!(self, ChannelKind::Public)
+    }
+}
+
+/// Why a channel name is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ChannelNameError {
+    /// Empty string.
+    #[error("channel name is empty")]
+    Empty,
+    /// Over [`MAX_CHANNEL_NAME_BYTES`].
+    #[error("channel name is longer than {MAX_CHANNEL_NAME_BYTES} bytes")]
+    TooLong,
+    /// Contains whitespace or control characters.
+    #[error("channel name contains whitespace or control characters")]
+    BadCharacter,
+}
+
+/// Checks a channel name a client or publisher sent.
+pub fn validate_channel_name(name: &str) -> Result<(), ChannelNameError> {
+    if name.is_empty() {
+        Err(ChannelNameError::Empty)
+    } else if name.len() > MAX_CHANNEL_NAME_BYTES {
+        Err(ChannelNameError::TooLong)
+    } else if name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        Err(ChannelNameError::BadCharacter)
+    } else {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kinds_use_anchored_prefixes() {
+        assert_eq!(ChannelKind::of("orders"), ChannelKind::Public);
+        assert_eq!(ChannelKind::of("private-orders.1"), ChannelKind::Private);
+        assert_eq!(ChannelKind::of("private-encrypted-x"), ChannelKind::Private);
+        assert_eq!(ChannelKind::of("presence-chat.1"), ChannelKind::Presence);
+        assert_eq!(ChannelKind::of("foo-private-bar"), ChannelKind::Public);
+        assert_eq!(ChannelKind::of("App.Models.User.1"), ChannelKind::Public);
+    }
+
+    #[test]
+    fn names_are_validated() {
+        assert_eq!(validate_channel_name("App.Models.User.1"), Ok(()));
+        assert_eq!(validate_channel_name("ünïcode-ok"), Ok(()));
+        assert_eq!(validate_channel_name(""), Err(ChannelNameError::Empty));
+        assert_eq!(
+            validate_channel_name("a b"),
+            Err(ChannelNameError::BadCharacter)
+        );
+        assert_eq!(
+            validate_channel_name(&"x".repeat(201)),
+            Err(ChannelNameError::TooLong)
+        );
+    }
+}

@@ -1,0 +1,290 @@
+//! The sharded channel registry and the fan-out loop.
+
+use super::{Delivery, Publication, SocketId, Subscriber};
+use std::collections::HashMap;
+use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+/// Number of shards; a publish locks one, so unrelated channels never contend.
+const SHARDS: usize = 64;
+
+type Subscribers = HashMap<SocketId, Arc<dyn Subscriber>>;
+
+/// One shard: channel name → its subscribers. Counts derive from the maps, under one lock.
+#[derive(Default)]
+struct Shard {
+    channels: HashMap<Arc<str>, Subscribers>,
+}
+
+/// A channel and how many connections listen to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChannelInfo {
+    /// Channel name.
+    pub name: String,
+    /// Subscribed connections on this node.
+    pub subscription_count: usize,
+}
+
+/// The registry of channels and connections on this node, and the fan-out.
+pub struct Hub {
+    shards: Box<[RwLock<Shard>]>,
+    hasher: BuildHasherDefault<DefaultHasher>,
+    connections: AtomicUsize,
+    deliveries: AtomicU64,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new()
+    }
+}
+
+impl Hub {
+    /// An empty hub.
+    pub fn new() -> Hub {
+        Hub {
+            shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
+            hasher: BuildHasherDefault::default(),
+            connections: AtomicUsize::new(0),
+            deliveries: AtomicU64::new(0),
+        }
+    }
+
+    fn shard_index(&self, channel: &str) -> usize {
+        (self.hasher.hash_one(channel) as usize) % SHARDS
+    }
+
+    fn read(&self, channel: &str) -> RwLockReadGuard<'_, Shard> {
+        // A poisoned lock only means a panic elsewhere; the maps themselves stay consistent
+        // because every mutation is a single insert or remove.
+        self.shards[self.shard_index(channel)]
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self, channel: &str) -> RwLockWriteGuard<'_, Shard> {
+        self.shards[self.shard_index(channel)]
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Counts a new connection (for `/status`).
+    pub fn connection_opened(&self) {
+        self.connections.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a closed connection.
+    pub fn connection_closed(&self) {
+        self.connections.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Connections open on this node, subscribed or not.
+    pub fn connection_count(&self) -> usize {
+        self.connections.load(Ordering::Relaxed)
+    }
+
+    /// Deliveries queued since start.
+    pub fn delivery_count(&self) -> u64 {
+        self.deliveries.load(Ordering::Relaxed)
+    }
+
+    /// Adds `subscriber` to `channel`. Returns false if it was already there (idempotent).
+    pub fn subscribe(&self, channel: &str, subscriber: Arc<dyn Subscriber>) -> bool {
+        let mut shard = self.write(channel);
+        let subscribers = match shard.channels.get_mut(channel) {
+            Some(subscribers) => subscribers,
+            None => shard.channels.entry(Arc::from(channel)).or_default(),
+        };
+        let id = subscriber.socket_id().clone();
+        if subscribers.contains_key(&id) {
+            return false;
+        }
+        subscribers.insert(id, subscriber);
+        true
+    }
+
+    /// Removes a connection from `channel`. Returns false if it was not subscribed.
+    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> bool {
+        let mut shard = self.write(channel);
+        let Some(subscribers) = shard.channels.get_mut(channel) else {
+            return false;
+        };
+        let removed = subscribers.remove(socket_id).is_some();
+        if subscribers.is_empty() {
+            shard.channels.remove(channel);
+        }
+        removed
+    }
+
+    /// Whether a connection is subscribed to `channel`.
+    pub fn is_subscribed(&self, channel: &str, socket_id: &SocketId) -> bool {
+        self.read(channel)
+            .channels
+            .get(channel)
+            .is_some_and(|s| s.contains_key(socket_id))
+    }
+
+    /// Delivers `publication` to every subscriber of its channel except its sender.
+    /// Returns the number of connections it was queued for.
+    pub fn publish(&self, publication: &Publication) -> usize {
+        let shard = self.read(&publication.channel);
+        let Some(subscribers) = shard.channels.get(&*publication.channel) else {
+            return 0;
+        };
+        // Delivery happens under the read lock: `Subscriber::deliver` only enqueues, so the
+        // lock is held for N non-blocking pushes, and no per-publish Vec of handles is built.
+        let mut queued = 0;
+        for (id, subscriber) in subscribers {
+            if publication.except.as_ref() == Some(id) {
+                continue;
+            }
+            if subscriber.deliver(publication) == Delivery::Queued {
+                queued += 1;
+            }
+        }
+        drop(shard);
+        self.deliveries.fetch_add(queued as u64, Ordering::Relaxed);
+        queued
+    }
+
+    /// Connections subscribed to `channel` on this node.
+    pub fn subscription_count(&self, channel: &str) -> usize {
+        self.read(channel)
+            .channels
+            .get(channel)
+            .map_or(0, HashMap::len)
+    }
+
+    /// Occupied channels whose name starts with `prefix`, sorted by name.
+    pub fn channels(&self, prefix: &str) -> Vec<ChannelInfo> {
+        let mut list: Vec<ChannelInfo> = self
+            .shards
+            .iter()
+            .flat_map(|shard| {
+                let shard = shard.read().unwrap_or_else(|p| p.into_inner());
+                shard
+                    .channels
+                    .iter()
+                    .filter(|(name, _)| name.starts_with(prefix))
+                    .map(|(name, subs)| ChannelInfo {
+                        name: name.to_string(),
+                        subscription_count: subs.len(),
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        list.sort_by(|a, b| a.name.cmp(&b.name));
+        list
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::value::RawValue;
+    use std::sync::Mutex;
+
+    struct Recorder {
+        id: SocketId,
+        received: Mutex<Vec<String>>,
+        answer: Delivery,
+    }
+
+    impl Recorder {
+        fn new(id: &str) -> Arc<Recorder> {
+            Arc::new(Recorder {
+                id: SocketId::new(id),
+                received: Mutex::default(),
+                answer: Delivery::Queued,
+            })
+        }
+        fn events(&self) -> Vec<String> {
+            self.received.lock().expect("lock").clone()
+        }
+    }
+
+    impl Subscriber for Recorder {
+        fn socket_id(&self) -> &SocketId {
+            &self.id
+        }
+        fn deliver(&self, publication: &Publication) -> Delivery {
+            self.received
+                .lock()
+                .expect("lock")
+                .push(publication.event.to_string());
+            self.answer
+        }
+    }
+
+    fn publication(channel: &str, event: &str, except: Option<&str>) -> Publication {
+        let data = RawValue::from_string("{}".into()).expect("json");
+        Publication::new(channel, event, data, except.map(SocketId::new))
+    }
+
+    #[test]
+    fn publish_reaches_subscribers_of_that_channel_only() {
+        let hub = Hub::new();
+        let (a, b) = (Recorder::new("a"), Recorder::new("b"));
+        assert!(hub.subscribe("orders", a.clone()));
+        assert!(hub.subscribe("news", b.clone()));
+        assert_eq!(hub.publish(&publication("orders", "Shipped", None)), 1);
+        assert_eq!(a.events(), vec!["Shipped"]);
+        assert!(b.events().is_empty());
+    }
+
+    #[test]
+    fn except_skips_exactly_the_sender() {
+        let hub = Hub::new();
+        let (a, b) = (Recorder::new("a"), Recorder::new("b"));
+        hub.subscribe("orders", a.clone());
+        hub.subscribe("orders", b.clone());
+        assert_eq!(hub.publish(&publication("orders", "E", Some("a"))), 1);
+        assert!(a.events().is_empty());
+        assert_eq!(b.events(), vec!["E"]);
+    }
+
+    #[test]
+    fn subscribe_is_idempotent_and_unsubscribe_empties_channels() {
+        let hub = Hub::new();
+        let a = Recorder::new("a");
+        assert!(hub.subscribe("orders", a.clone()));
+        assert!(!hub.subscribe("orders", a.clone()));
+        assert_eq!(hub.subscription_count("orders"), 1);
+        assert!(hub.is_subscribed("orders", &SocketId::new("a")));
+        assert!(hub.unsubscribe("orders", &SocketId::new("a")));
+        assert!(!hub.unsubscribe("orders", &SocketId::new("a")));
+        assert!(hub.channels("").is_empty());
+        assert_eq!(hub.publish(&publication("orders", "E", None)), 0);
+    }
+
+    #[test]
+    fn channels_filter_by_prefix_and_count() {
+        let hub = Hub::new();
+        hub.subscribe("private-a", Recorder::new("1"));
+        hub.subscribe("private-a", Recorder::new("2"));
+        hub.subscribe("public-b", Recorder::new("1"));
+        assert_eq!(
+            hub.channels("private-"),
+            vec![ChannelInfo {
+                name: "private-a".into(),
+                subscription_count: 2
+            }]
+        );
+        assert_eq!(hub.channels("").len(), 2);
+    }
+
+    #[test]
+    fn only_queued_deliveries_count() {
+        let hub = Hub::new();
+        let slow = Arc::new(Recorder {
+            id: SocketId::new("slow"),
+            received: Mutex::default(),
+            answer: Delivery::Overflow,
+        });
+        hub.subscribe("c", slow);
+        hub.subscribe("c", Recorder::new("ok"));
+        assert_eq!(hub.publish(&publication("c", "E", None)), 1);
+        assert_eq!(hub.delivery_count(), 1);
+    }
+}

@@ -1,0 +1,15 @@
+//! Herald: a real-time broadcast server for Laravel, a drop-in for laravel-echo-server.
+//!
+//! Layers, each depending only on those below it:
+//! `cli` → `server` → (`api`, `protocol`, `sources`) → `hub`; `config` and `console` serve all.
+
+pub mod api;
+pub mod cli;
+pub mod config;
+pub mod console;
+pub mod hub;
+pub mod prefix;
+pub mod protocol;
+pub mod redis_client;
+pub mod server;
+pub mod sources;

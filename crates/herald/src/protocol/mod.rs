@@ -1,0 +1,3 @@
+//! Client protocols: each turns frames into Hub calls and Hub deliveries into frames.
+
+pub mod socketio;

@@ -1,0 +1,285 @@
+//! What engine.io 3 did around the transport that socketioxide leaves to us: polling CORS,
+//! the `io` cookie, the `origins` check and serving `/socket.io/socket.io.js`.
+
+use crate::config::SocketIoOptions;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Largest handshake body read back to find the session id for the cookie.
+const HANDSHAKE_BODY_LIMIT: usize = 64 * 1024;
+
+/// State of the middleware in front of the Socket.IO endpoint.
+#[derive(Clone)]
+pub struct SocketIoHttpLayer {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    prefix: String,
+    options: SocketIoOptions,
+    search_dirs: Vec<PathBuf>,
+}
+
+impl SocketIoHttpLayer {
+    /// Built from the `socketio` options; `search_dirs` are where `node_modules` may be.
+    pub fn new(options: SocketIoOptions, search_dirs: Vec<PathBuf>) -> SocketIoHttpLayer {
+        SocketIoHttpLayer {
+            inner: Arc::new(Inner {
+                prefix: format!("{}/", options.path),
+                options,
+                search_dirs,
+            }),
+        }
+    }
+
+    /// The axum middleware function.
+    pub async fn handle(
+        State(layer): State<SocketIoHttpLayer>,
+        req: Request,
+        next: Next,
+    ) -> Response {
+        let inner = &layer.inner;
+        let path = req.uri().path();
+        let Some(rest) = path.strip_prefix(&inner.prefix) else {
+            return next.run(req).await;
+        };
+        if matches!(rest, "socket.io.js" | "socket.io.js.map") && req.method() == Method::GET {
+            return inner.serve_client(rest.ends_with(".map"));
+        }
+        let origin = req.headers().get(header::ORIGIN).cloned();
+        if req.method() == Method::OPTIONS {
+            let mut response = StatusCode::OK.into_response();
+            add_cors(response.headers_mut(), origin.as_ref());
+            response.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_HEADERS,
+                HeaderValue::from_static("Content-Type"),
+            );
+            response.headers_mut().insert(
+                header::ACCESS_CONTROL_ALLOW_METHODS,
+                HeaderValue::from_static("GET, POST, OPTIONS"),
+            );
+            return response;
+        }
+        let is_handshake = !query_has(req.uri().query(), "sid");
+        if is_handshake && !inner.origin_allowed(origin.as_ref()) {
+            return forbidden();
+        }
+        let is_polling = query_has_value(req.uri().query(), "transport", "polling");
+        let mut response = next.run(req).await;
+        add_cors(response.headers_mut(), origin.as_ref());
+        if is_handshake && is_polling && response.status() == StatusCode::OK {
+            if let Some(cookie) = &inner.options.cookie {
+                response = with_session_cookie(response, cookie).await;
+            }
+        }
+        response
+    }
+}
+
+impl Inner {
+    fn serve_client(&self, source_map: bool) -> Response {
+        if !self.options.serve_client {
+            return (
+                StatusCode::NOT_FOUND,
+                "socket.io client serving is off (socketio.serveClient is false)",
+            )
+                .into_response();
+        }
+        let Some(bundle) = client_bundle_path(&self.options, &self.search_dirs) else {
+            return (
+                StatusCode::NOT_FOUND,
+                [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
+                "Herald does not bundle the socket.io client. Either set socketio.clientPath in \
+                 laravel-echo-server.json to a socket.io.js file, or run `npm install socket.io-client@2` \
+                 in the directory Herald starts from so node_modules/socket.io-client/dist/socket.io.js exists, \
+                 or load the client from your app's own bundle.\n",
+            )
+                .into_response();
+        };
+        let path = if source_map {
+            let mut p = bundle.into_os_string();
+            p.push(".map");
+            PathBuf::from(p)
+        } else {
+            bundle
+        };
+        match std::fs::read(&path) {
+            Ok(bytes) => {
+                let content_type = if source_map {
+                    "application/json"
+                } else {
+                    "application/javascript"
+                };
+                ([(header::CONTENT_TYPE, content_type)], bytes).into_response()
+            }
+            Err(e) => (
+                StatusCode::NOT_FOUND,
+                format!("cannot read {}: {e}\n", path.display()),
+            )
+                .into_response(),
+        }
+    }
+
+    /// engine.io 3's `origins` check: `host:port` patterns where either side may be `*`.
+    fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
+        let Some(patterns) = &self.options.origins else {
+            return true;
+        };
+        let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
+            return true; // non-browser clients send no Origin; engine.io 3 let them in
+        };
+        let (scheme, authority) = origin.split_once("://").unwrap_or(("http", origin));
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) => (h, p.to_owned()),
+            None => (
+                authority,
+                if scheme == "https" { "443" } else { "80" }.to_owned(),
+            ),
+        };
+        patterns.iter().any(|pattern| {
+            let (ph, pp) = pattern.rsplit_once(':').unwrap_or((pattern, "*"));
+            let ph = ph.split_once("://").map_or(ph, |(_, h)| h);
+            (ph == "*" || ph == host) && (pp == "*" || pp == port)
+        })
+    }
+}
+
+/// Where the socket.io client bundle is: `socketio.clientPath`, else the first
+/// `node_modules/socket.io-client/dist/socket.io.js` under `search_dirs`.
+pub fn client_bundle_path(options: &SocketIoOptions, search_dirs: &[PathBuf]) -> Option<PathBuf> {
+    if let Some(path) = &options.client_path {
+        return Some(PathBuf::from(path));
+    }
+    search_dirs
+        .iter()
+        .map(|dir| dir.join("node_modules/socket.io-client/dist/socket.io.js"))
+        .find(|p| p.is_file())
+}
+
+fn query_has(query: Option<&str>, key: &str) -> bool {
+    query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some(key))
+}
+
+fn query_has_value(query: Option<&str>, key: &str, value: &str) -> bool {
+    query
+        .unwrap_or("")
+        .split('&')
+        .any(|pair| pair.split_once('=') == Some((key, value)))
+}
+
+/// engine.io 3 polling CORS: reflect the Origin with credentials, else `*`.
+fn add_cors(headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
+    match origin {
+        Some(origin) => {
+            headers.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, origin.clone());
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_CREDENTIALS,
+                HeaderValue::from_static("true"),
+            );
+        }
+        None => {
+            headers.insert(
+                header::ACCESS_CONTROL_ALLOW_ORIGIN,
+                HeaderValue::from_static("*"),
+            );
+        }
+    }
+}
+
+fn forbidden() -> Response {
+    (
+        StatusCode::FORBIDDEN,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"code":4,"message":"Forbidden"}"#,
+    )
+        .into_response()
+}
+
+/// Adds `Set-Cookie: io=<sid>` to a polling handshake, reading the sid from the open packet.
+async fn with_session_cookie(
+    response: Response,
+    cookie: &crate::config::CookieOptions,
+) -> Response {
+    let (mut parts, body) = response.into_parts();
+    let bytes = match axum::body::to_bytes(body, HANDSHAKE_BODY_LIMIT).await {
+        Ok(bytes) => bytes,
+        Err(_) => {
+            return (StatusCode::INTERNAL_SERVER_ERROR, "handshake too large").into_response();
+        }
+    };
+    if let Some(sid) = session_id_in_open_packet(&bytes) {
+        let mut value = format!("{}={sid}; Path={}", cookie.name, cookie.path);
+        if cookie.http_only {
+            value.push_str("; HttpOnly");
+        }
+        value.push_str("; SameSite=Strict");
+        if let Ok(value) = HeaderValue::from_str(&value) {
+            parts.headers.append(header::SET_COOKIE, value);
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
+}
+
+/// Finds `"sid":"…"` in an Engine.IO open packet (v3 framed or v4 plain, text or base64 framing
+/// aside, the JSON text is in the clear).
+fn session_id_in_open_packet(body: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(body).ok()?;
+    let start = text.find("\"sid\":\"")? + 7;
+    let end = text[start..].find('"')?;
+    let sid = &text[start..start + end];
+    sid.chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+        .then(|| sid.to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sid_is_found_in_v3_and_v4_open_packets() {
+        let v3 = br#"97:0{"sid":"aB-_c1","upgrades":["websocket"],"pingInterval":25000,"pingTimeout":5000}2:40"#;
+        assert_eq!(session_id_in_open_packet(v3).as_deref(), Some("aB-_c1"));
+        let v4 = br#"0{"sid":"xyz","upgrades":[],"pingInterval":25000}"#;
+        assert_eq!(session_id_in_open_packet(v4).as_deref(), Some("xyz"));
+        assert_eq!(session_id_in_open_packet(br#"0{"sid":"a;b"}"#), None);
+        assert_eq!(session_id_in_open_packet(b"garbage"), None);
+    }
+
+    #[test]
+    fn origins_patterns() {
+        let options = SocketIoOptions {
+            origins: Some(vec!["app.test:*".into(), "*:8080".into()]),
+            ..crate::config::Config::embedded_defaults().socketio
+        };
+        let layer = SocketIoHttpLayer::new(options, vec![]);
+        let ok = |o: &str| {
+            layer
+                .inner
+                .origin_allowed(Some(&HeaderValue::from_str(o).expect("hv")))
+        };
+        assert!(ok("https://app.test"));
+        assert!(ok("http://other.test:8080"));
+        assert!(!ok("http://evil.test"));
+        assert!(layer.inner.origin_allowed(None));
+    }
+
+    #[test]
+    fn query_helpers() {
+        assert!(query_has(Some("EIO=4&transport=polling&sid=abc"), "sid"));
+        assert!(!query_has(Some("EIO=4&transport=polling"), "sid"));
+        assert!(query_has_value(
+            Some("EIO=3&transport=polling&b64=1"),
+            "transport",
+            "polling"
+        ));
+    }
+}

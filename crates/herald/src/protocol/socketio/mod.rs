@@ -1,0 +1,43 @@
+//! laravel-echo-server's protocol: Echo events over Socket.IO (socket.io-client 2.x on
+//! Engine.IO v3, and 3.x/4.x on Engine.IO v4, on the same path), built on socketioxide.
+
+mod connection;
+mod events;
+mod http_layer;
+mod subscriber;
+
+pub use events::is_reserved_event_name;
+pub use http_layer::{SocketIoHttpLayer, client_bundle_path};
+
+use crate::config::{SocketIoOptions, Transport};
+use crate::hub::Hub;
+use socketioxide::layer::SocketIoLayer;
+use socketioxide::{SocketIo, TransportType};
+use std::sync::Arc;
+
+/// Packets queued per connection before it counts as too slow and is disconnected.
+pub const SEND_QUEUE_PACKETS: usize = 1024;
+
+/// Builds the socketioxide layer from `socketio` options and attaches Echo's event handlers.
+pub fn build(options: &SocketIoOptions, hub: Arc<Hub>) -> (SocketIoLayer, SocketIo) {
+    let builder = SocketIo::builder()
+        .req_path(format!("{}/", options.path))
+        .ping_interval(options.ping_interval)
+        .ping_timeout(options.ping_timeout)
+        .upgrade_timeout(options.upgrade_timeout)
+        .max_payload(options.max_http_buffer_size)
+        .max_buffer_size(SEND_QUEUE_PACKETS);
+    let builder = match options.transports.as_slice() {
+        [Transport::Polling] => builder.transports([TransportType::Polling]),
+        [Transport::Websocket] => builder.transports([TransportType::Websocket]),
+        _ => builder.transports([TransportType::Polling, TransportType::Websocket]),
+    };
+    let (layer, io) = builder.build_layer();
+    io.ns(
+        "/",
+        async move |socket: socketioxide::extract::SocketRef| {
+            connection::on_connect(socket, hub.clone())
+        },
+    );
+    (layer, io)
+}

@@ -1,0 +1,83 @@
+//! Connecting to Redis from `databaseConfig.redis`, shared by the source, presence and doctor.
+
+use crate::config::RedisOptions;
+
+/// A Redis client for `options` (no I/O happens until a connection is asked for).
+pub fn client(options: &RedisOptions) -> redis::RedisResult<redis::Client> {
+    redis::Client::open(url(options).as_str())
+}
+
+/// `host:port`, for log lines (never the password).
+pub fn describe(options: &RedisOptions) -> String {
+    format!("{}:{}", host_for_url(&options.host), options.port)
+}
+
+/// `redis[s]://[user[:password]@]host:port/db`.
+fn url(options: &RedisOptions) -> String {
+    let scheme = if options.tls { "rediss" } else { "redis" };
+    let credentials = match (&options.username, &options.password) {
+        (Some(user), Some(pass)) => format!("{}:{}@", encode(user), encode(pass)),
+        (None, Some(pass)) => format!(":{}@", encode(pass)),
+        (Some(user), None) => format!("{}@", encode(user)),
+        (None, None) => String::new(),
+    };
+    format!(
+        "{scheme}://{credentials}{}:{}/{}",
+        host_for_url(&options.host),
+        options.port,
+        options.db
+    )
+}
+
+fn host_for_url(host: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_owned()
+    }
+}
+
+/// Percent-encodes everything but unreserved characters (RFC 3986).
+fn encode(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> RedisOptions {
+        RedisOptions {
+            host: "127.0.0.1".into(),
+            port: 6379,
+            username: None,
+            password: None,
+            db: 0,
+            key_prefix: String::new(),
+            tls: false,
+        }
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(url(&options()), "redis://127.0.0.1:6379/0");
+        let o = RedisOptions {
+            password: Some("p@ss:w/rd".into()),
+            username: Some("app".into()),
+            tls: true,
+            db: 2,
+            host: "::1".into(),
+            ..options()
+        };
+        assert_eq!(url(&o), "rediss://app:p%40ss%3Aw%2Frd@[::1]:6379/2");
+        assert!(client(&o).is_ok());
+        assert_eq!(describe(&o), "[::1]:6379");
+    }
+}

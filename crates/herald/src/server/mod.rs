@@ -1,0 +1,145 @@
+//! Wiring: one listener serving Socket.IO and the HTTP API, the sources, start-up lines and
+//! shutdown.
+
+mod banner;
+
+use crate::api::{self, ExpressCompat};
+use crate::config::{Config, ConfigSource, ListenProtocol, LoadedConfig};
+use crate::console;
+use crate::hub::Hub;
+use crate::protocol::socketio::{self, SocketIoHttpLayer};
+use crate::sources::redis::RedisSource;
+use anyhow::{Context, bail};
+use axum::Router;
+use axum::middleware::from_fn_with_state;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How long start-up waits for the first Redis attempt before saying "Server ready!".
+const REDIS_FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(6);
+
+/// Builds the HTTP application: Socket.IO under its path, the API everywhere else.
+pub fn app(
+    config: &Config,
+    hub: Arc<Hub>,
+    search_dirs: Vec<PathBuf>,
+) -> (Router, socketioxide::SocketIo) {
+    let (socketio_layer, io) = socketio::build(&config.socketio, hub.clone());
+    let router = api::router(config, hub)
+        .fallback(api::not_found)
+        .layer(from_fn_with_state(
+            ExpressCompat::new(config),
+            ExpressCompat::handle,
+        ))
+        .layer(socketio_layer)
+        .layer(from_fn_with_state(
+            SocketIoHttpLayer::new(config.socketio.clone(), search_dirs),
+            SocketIoHttpLayer::handle,
+        ));
+    (router, io)
+}
+
+/// Runs the server until `shutdown` resolves.
+pub async fn run(
+    loaded: LoadedConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let config = &loaded.config;
+    banner::print(&loaded);
+    if config.protocol == ListenProtocol::Https {
+        bail!(
+            "protocol \"https\" is not supported by this Herald build yet: set \"protocol\": \"http\" and terminate TLS in a proxy (see docs/deployment.md)"
+        );
+    }
+    let hub = Arc::new(Hub::new());
+    let search_dirs = search_dirs(&loaded.source);
+    let (app, io) = app(config, hub.clone(), search_dirs);
+
+    let listener = bind(config).await?;
+    let shown_host = config
+        .host
+        .clone()
+        .unwrap_or_else(|| "localhost".to_owned());
+    console::success(&format!("Running at {shown_host} on port {}", config.port));
+    if config.dev_mode {
+        console::success("Channels are ready.");
+    }
+    if config.subscribers.http {
+        console::success("Listening for http events...");
+    }
+    let redis_task = if config.subscribers.redis {
+        let source = RedisSource::new(
+            config.redis.clone(),
+            hub.clone(),
+            config.dev_mode && config.redis_source.warn_unmatched_prefix,
+        );
+        let (tx, rx) = oneshot::channel();
+        let task = tokio::spawn(source.run(tx));
+        let _ = tokio::time::timeout(REDIS_FIRST_ATTEMPT_WAIT, rx).await;
+        Some(task)
+    } else {
+        None
+    };
+    console::info("\nServer ready!\n");
+
+    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        console::info("Stopping the Herald server");
+        // Tell every Socket.IO client we are going, so they reconnect elsewhere promptly.
+        io.close().await;
+    });
+    serve
+        .await
+        .context("the HTTP server stopped with an error")?;
+    if let Some(task) = redis_task {
+        task.abort();
+    }
+    console::info("The Herald server has been stopped.");
+    Ok(())
+}
+
+/// Binds before saying "Running at", and turns bind errors into advice.
+async fn bind(config: &Config) -> anyhow::Result<TcpListener> {
+    let host = config.host.as_deref().unwrap_or("0.0.0.0");
+    let addresses: Vec<SocketAddr> = tokio::net::lookup_host((host, config.port))
+        .await
+        .with_context(|| format!("cannot resolve host {host:?}: set \"host\" to an IP address of this machine, or null to listen on all interfaces"))?
+        .collect();
+    let mut last_error = None;
+    for address in addresses {
+        match TcpListener::bind(address).await {
+            Ok(listener) => return Ok(listener),
+            Err(e) => last_error = Some((address, e)),
+        }
+    }
+    match last_error {
+        Some((address, e)) if e.kind() == std::io::ErrorKind::AddrInUse => bail!(
+            "cannot listen on {address}: the port is already in use. Stop the other server (herald stop, or find it with `ss -ltnp 'sport = :{}'`) or choose another \"port\"",
+            config.port
+        ),
+        Some((address, e)) if e.kind() == std::io::ErrorKind::AddrNotAvailable => bail!(
+            "cannot listen on {address}: that address is not on this machine. Set \"host\" to one of its IP addresses, or null to listen on all interfaces"
+        ),
+        Some((address, e)) => bail!("cannot listen on {address}: {e}"),
+        None => bail!("host {host:?} resolved to no address"),
+    }
+}
+
+/// Where `node_modules/socket.io-client` may be: the working directory and the config's.
+fn search_dirs(source: &ConfigSource) -> Vec<PathBuf> {
+    let mut dirs = Vec::new();
+    if let Ok(cwd) = std::env::current_dir() {
+        dirs.push(cwd);
+    }
+    if let Some(dir) = source.path().parent() {
+        if !dirs.iter().any(|d| d == dir) {
+            dirs.push(dir.to_owned());
+        }
+    }
+    dirs
+}

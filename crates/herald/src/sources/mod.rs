@@ -1,0 +1,8 @@
+//! Broadcast sources: they turn outside input into Hub publications and never touch sockets.
+
+mod dispatch;
+mod laravel_message;
+pub mod redis;
+
+pub use dispatch::dispatch;
+pub use laravel_message::{LaravelMessage, MessageError, parse_laravel_message};
