@@ -30,13 +30,18 @@ pub fn app(
     search_dirs: Vec<PathBuf>,
 ) -> (Router, socketioxide::SocketIo) {
     let (socketio_layer, io) = socketio::build(&config.socketio, hub.clone());
-    let router = api::router(config, hub)
+    let api = api::router(config, hub)
         .fallback(api::not_found)
         .layer(from_fn_with_state(
             ExpressCompat::new(config),
             ExpressCompat::handle,
-        ))
-        .layer(socketio_layer)
+        ));
+    // The Socket.IO layer wraps the finished API router exactly once: every `layer()` call
+    // creates its own Engine.IO session table, so applying it per route (`Router::layer`)
+    // would split polling sessions between tables ("Session ID unknown").
+    let socketio_and_api = tower::Layer::layer(&socketio_layer, api);
+    let router = Router::new()
+        .fallback_service(socketio_and_api)
         .layer(from_fn_with_state(
             SocketIoHttpLayer::new(config.socketio.clone(), search_dirs),
             SocketIoHttpLayer::handle,
