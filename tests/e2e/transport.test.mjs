@@ -1,0 +1,168 @@
+// Engine.IO around the edges: polling CORS, the io cookie, b64, socketio options,
+// /socket.io/socket.io.js, and clients that send nonsense.
+
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { symlinkSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import WebSocket from 'ws';
+import { startHerald, scratchDir, e2eRoot, sleep, waitUntil } from './lib/harness.mjs';
+import { connectEcho, listen, waitSubscribed } from './lib/clients.mjs';
+
+const API = { appId: 'app', key: 'key' };
+const base = { clients: [API], subscribers: { redis: false } };
+let herald;
+
+before(async () => {
+  herald = await startHerald({ config: { ...base, socketio: { pingInterval: 20000, pingTimeout: 4000 } } });
+});
+
+after(async () => {
+  await herald?.stop();
+});
+
+const publish = (target, channel, data) =>
+  target.api(`/apps/${API.appId}/events?auth_key=${API.key}`, {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json' },
+    body: JSON.stringify({ channel, name: 'App\\Events\\Ping', data }),
+  });
+
+/** A fresh client still receives a freshly published event. */
+async function assertStillDelivers(target = herald, connect = {}) {
+  const client = await connectEcho(target.url, { echo: 2, sio: 4, ...connect });
+  try {
+    const channel = `alive-${Math.random().toString(36).slice(2)}`;
+    const got = listen(client, channel, 'Ping');
+    await waitSubscribed(target, channel, 1, API);
+    await publish(target, channel, { alive: true });
+    assert.deepEqual((await got.waitFor(1))[0], { alive: true });
+  } finally {
+    client.close();
+  }
+}
+
+test('EIO3 polling handshake: framed open packet, reflected CORS with credentials, io cookie', async () => {
+  const r = await herald.api('/socket.io/?EIO=3&transport=polling&t=abc', { headers: { Origin: 'http://app.test' } });
+  assert.equal(r.status, 200);
+  const match = r.text.match(/^\d+:0(\{.*?\})/);
+  assert.ok(match, r.text);
+  const open = JSON.parse(match[1]);
+  assert.equal(open.pingInterval, 20000);
+  assert.equal(open.pingTimeout, 4000);
+  assert.deepEqual(open.upgrades, ['websocket']);
+  assert.equal(r.headers.get('access-control-allow-origin'), 'http://app.test');
+  assert.equal(r.headers.get('access-control-allow-credentials'), 'true');
+  assert.equal(r.headers.get('set-cookie'), `io=${open.sid}; Path=/; HttpOnly; SameSite=Strict`);
+});
+
+test('EIO4 polling handshake without Origin gets CORS *, and b64=1 works for EIO3', async () => {
+  const r = await herald.api('/socket.io/?EIO=4&transport=polling');
+  assert.equal(r.status, 200);
+  assert.match(r.text, /^0\{"sid":/);
+  assert.equal(r.headers.get('access-control-allow-origin'), '*');
+  const b64 = await herald.api('/socket.io/?EIO=3&transport=polling&b64=1');
+  assert.equal(b64.status, 200);
+  assert.match(b64.text, /^\d+:0\{"sid":/);
+  const preflight = await herald.api('/socket.io/?EIO=4&transport=polling', { method: 'OPTIONS', headers: { Origin: 'http://x.test' } });
+  assert.equal(preflight.status, 200);
+  assert.equal(preflight.headers.get('access-control-allow-headers'), 'Content-Type');
+  assert.equal(preflight.headers.get('access-control-allow-origin'), 'http://x.test');
+});
+
+test('/socket.io/socket.io.js: a 404 that says how to fix it, or the configured or installed bundle', async () => {
+  const missing = await herald.api('/socket.io/socket.io.js');
+  assert.equal(missing.status, 404);
+  assert.match(missing.text, /does not bundle the socket.io client.*socketio\.clientPath/s);
+
+  const configured = await startHerald({
+    config: { ...base, socketio: { clientPath: join(e2eRoot, 'node_modules/socket.io-client-2/dist/socket.io.js') } },
+  });
+  try {
+    const r = await configured.api('/socket.io/socket.io.js');
+    assert.equal(r.status, 200);
+    assert.equal(r.headers.get('content-type'), 'application/javascript');
+    assert.match(r.text, /Socket\.IO v2\.\d+\.\d+/);
+  } finally {
+    await configured.stop();
+  }
+
+  const dir = scratchDir();
+  mkdirSync(join(dir, 'node_modules'));
+  symlinkSync(join(e2eRoot, 'node_modules/socket.io-client'), join(dir, 'node_modules/socket.io-client'));
+  const installed = await startHerald({ cwd: dir, config: base });
+  try {
+    const r = await installed.api('/socket.io/socket.io.js');
+    assert.equal(r.status, 200);
+    assert.match(r.text, /Socket\.IO v4\.\d+\.\d+/);
+  } finally {
+    await installed.stop();
+  }
+});
+
+test('socketio options: path, transports, cookie, origins', async () => {
+  const custom = await startHerald({
+    config: { ...base, socketio: { path: '/ws', transports: ['websocket'], cookie: false, origins: 'app.test:*' } },
+  });
+  try {
+    const polling = await custom.api('/ws/?EIO=4&transport=polling');
+    assert.equal(polling.status, 400, 'polling is off');
+    const old = await custom.api('/socket.io/?EIO=4&transport=polling');
+    assert.equal(old.status, 404);
+    const evil = await custom.api('/ws/?EIO=4&transport=websocket', { headers: { Origin: 'http://evil.test' } });
+    assert.equal(evil.status, 403);
+    assert.deepEqual(evil.json, { code: 4, message: 'Forbidden' });
+
+    const { io } = await import('socket.io-client');
+    const socket = io(custom.url, { path: '/ws', transports: ['websocket'], forceNew: true, extraHeaders: { Origin: 'https://app.test' } });
+    await new Promise((res, rej) => {
+      socket.once('connect', res);
+      socket.once('connect_error', rej);
+    });
+    socket.close();
+  } finally {
+    await custom.stop();
+  }
+});
+
+test('nonsense from clients never takes the server down', async () => {
+  const { io } = await import('socket.io-client');
+  const bad = io(herald.url, { transports: ['websocket'], forceNew: true });
+  await new Promise((r) => bad.once('connect', r));
+  bad.emit('subscribe');
+  bad.emit('subscribe', null);
+  bad.emit('subscribe', 42);
+  bad.emit('subscribe', { channel: { nested: true } });
+  bad.emit('subscribe', { channel: '' });
+  bad.emit('subscribe', { channel: 'x'.repeat(10_000) });
+  bad.emit('subscribe', 'not json');
+  bad.emit('unsubscribe');
+  bad.emit('unsubscribe', { channel: 'never-joined' });
+  bad.emit('client event', null);
+  bad.emit('whatever', 1, 2, 3);
+  const errors = [];
+  bad.on('subscription_error', (...args) => errors.push(args));
+  bad.emit('subscribe', { channel: 'bad name' });
+  await waitUntil(() => errors.length > 0, { what: 'subscription_error' });
+  assert.deepEqual(errors.at(-1), ['bad name', 400, { status: 400, reason: 'invalid channel name: channel name contains whitespace or control characters' }]);
+  bad.close();
+
+  for (const garbage of ['', '4', '42[', '42["subscribe"', 'zzz', '\u0000\u00ff', '2probe', '451-["x",{"_placeholder":true,"num":0}]']) {
+    const ws = new WebSocket(`ws://127.0.0.1:${herald.port}/socket.io/?EIO=4&transport=websocket`);
+    await new Promise((r) => ws.once('open', r));
+    ws.send(garbage);
+    ws.send(Buffer.from([0xde, 0xad, 0xbe, 0xef]));
+    await sleep(20);
+    ws.terminate();
+  }
+  const raw = new WebSocket(`ws://127.0.0.1:${herald.port}/socket.io/?EIO=3&transport=websocket`);
+  await new Promise((r) => raw.once('open', r));
+  raw.send('42["subscribe",{"channel":"raw"}]');
+  raw.send('4'.repeat(5000));
+  await sleep(50);
+  raw.terminate();
+
+  assert.equal(herald.proc.exitCode, null);
+  await assertStillDelivers();
+  await assertStillDelivers(herald, { echo: 1, sio: 2, transport: 'polling' });
+});
