@@ -1,11 +1,12 @@
 //! One Socket.IO connection: Echo's `subscribe` / `unsubscribe`, and leaving on disconnect.
 
 use super::events::{ChannelRequest, parse_channel_request};
+use super::in_order::InOrder;
 use super::subscriber::SocketIoSubscriber;
 use crate::console;
 use crate::hub::{ChannelKind, Hub, SocketId, validate_channel_name};
 use serde_json::{Value, json};
-use socketioxide::extract::{SocketRef, TryData};
+use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -34,19 +35,17 @@ pub(super) fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
     let c = connection.clone();
     socket.on(
         "subscribe",
-        async move |socket: SocketRef, TryData(payload): TryData<Value>| {
-            c.subscribe(&socket, payload.unwrap_or(Value::Null));
-        },
+        InOrder(move |socket: &SocketRef, payload| c.subscribe(socket, payload)),
     );
     let c = connection.clone();
     socket.on(
         "unsubscribe",
-        async move |TryData(payload): TryData<Value>| match parse_channel_request(
-            payload.unwrap_or(Value::Null),
-        ) {
-            Ok(request) => c.leave(&request.channel, "unsubscribed"),
-            Err(e) => console::dev(&format!("{} sent an unusable unsubscribe: {e}", c.id)),
-        },
+        InOrder(
+            move |_: &SocketRef, payload| match parse_channel_request(payload) {
+                Ok(request) => c.leave(&request.channel, "unsubscribed"),
+                Err(e) => console::dev(&format!("{} sent an unusable unsubscribe: {e}", c.id)),
+            },
+        ),
     );
     let c = connection;
     socket.on_disconnect(async move |reason: DisconnectReason| {

@@ -4,6 +4,7 @@
 mod connection;
 mod events;
 mod http_layer;
+mod in_order;
 mod subscriber;
 
 pub use events::is_reserved_event_name;
