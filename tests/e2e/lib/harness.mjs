@@ -28,6 +28,23 @@ export async function freePort() {
   });
 }
 
+// Every process a test starts dies with the test process, even when a test fails midway.
+const children = new Set();
+process.on('exit', () => {
+  for (const child of children) {
+    try {
+      child.kill('SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+});
+function track(child) {
+  children.add(child);
+  child.once('exit', () => children.delete(child));
+  return child;
+}
+
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 /** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
@@ -79,9 +96,9 @@ export function redisCommand(port, ...args) {
 /** Starts `redis-server` on a free port. */
 export async function startRedis({ port } = {}) {
   port ??= await freePort();
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   const redis = {
     port,
     proc,
@@ -126,11 +143,11 @@ export async function startHerald({ config = {}, env = {}, args = [], cwd, waitF
   if (config !== null) {
     writeFileSync(join(cwd, 'laravel-echo-server.json'), JSON.stringify({ port, ...config }, null, '\t'));
   }
-  const proc = spawn(heraldBin, ['start', ...args], {
+  const proc = track(spawn(heraldBin, ['start', ...args], {
     cwd,
     env: { ...process.env, NO_COLOR: '1', RUST_BACKTRACE: '1', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  }));
   let output = '';
   proc.stdout.on('data', (d) => (output += d));
   proc.stderr.on('data', (d) => (output += d));
@@ -178,7 +195,7 @@ export async function startHerald({ config = {}, env = {}, args = [], cwd, waitF
 /** Runs a herald CLI command to completion. */
 export async function runHerald(args, { cwd, env = {}, timeoutMs = 30000 } = {}) {
   return new Promise((res) => {
-    const proc = spawn(heraldBin, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = track(spawn(heraldBin, args, { cwd, env: { ...process.env, NO_COLOR: '1', ...env }, stdio: ['ignore', 'pipe', 'pipe'] }));
     let stdout = '';
     let stderr = '';
     proc.stdout.on('data', (d) => (stdout += d));

@@ -59,7 +59,8 @@ impl PrefixReport {
         let all_match = self.channels.keys().all(|c| c.starts_with(key_prefix));
         // An empty keyPrefix "matches" everything, but then prefixed channels reach rooms
         // named with the prefix, which no browser ever joins.
-        if all_match && !(key_prefix.is_empty() && !suggested.is_empty()) {
+        let prefix_missing = key_prefix.is_empty() && !suggested.is_empty();
+        if all_match && !prefix_missing {
             Verdict::Matches
         } else {
             Verdict::Mismatch { suggested }

@@ -142,7 +142,7 @@ fn ask(args: &InitArgs) -> anyhow::Result<Answers> {
     let databases = ["redis", "sqlite", "memory"];
     let database = databases[Select::new()
         .with_prompt("Which database would you like to use to store presence channel members?")
-        .items(&databases)
+        .items(databases)
         .default(0)
         .interact()?];
     let auth_host: String = Input::new()
@@ -152,7 +152,7 @@ fn ask(args: &InitArgs) -> anyhow::Result<Answers> {
     let protocols = ["http", "https"];
     let protocol = protocols[Select::new()
         .with_prompt("Will you be serving on http or https?")
-        .items(&protocols)
+        .items(protocols)
         .default(0)
         .interact()?];
     let (mut ssl_cert_path, mut ssl_key_path) = (String::new(), String::new());

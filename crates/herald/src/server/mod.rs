@@ -141,10 +141,10 @@ fn search_dirs(source: &ConfigSource) -> Vec<PathBuf> {
     if let Ok(cwd) = std::env::current_dir() {
         dirs.push(cwd);
     }
-    if let Some(dir) = source.path().parent() {
-        if !dirs.iter().any(|d| d == dir) {
-            dirs.push(dir.to_owned());
-        }
+    if let Some(dir) = source.path().parent()
+        && !dirs.iter().any(|d| d == dir)
+    {
+        dirs.push(dir.to_owned());
     }
     dirs
 }

@@ -72,10 +72,12 @@ impl SocketIoHttpLayer {
         let is_polling = query_has_value(req.uri().query(), "transport", "polling");
         let mut response = next.run(req).await;
         add_cors(response.headers_mut(), origin.as_ref());
-        if is_handshake && is_polling && response.status() == StatusCode::OK {
-            if let Some(cookie) = &inner.options.cookie {
-                response = with_session_cookie(response, cookie).await;
-            }
+        if let Some(cookie) = &inner.options.cookie
+            && is_handshake
+            && is_polling
+            && response.status() == StatusCode::OK
+        {
+            response = with_session_cookie(response, cookie).await;
         }
         response
     }
