@@ -185,6 +185,22 @@ test('no config file: embedded defaults, env overrides with ${VAR} indirection a
   await herald.stop();
 });
 
+test('logFormat json: one JSON object per line, devMode lines included', async () => {
+  const herald = await startHerald({ config: { ...noRedis, logFormat: 'json', devMode: true } });
+  const { connectEcho } = await import('./lib/clients.mjs');
+  const client = await connectEcho(herald.url, { echo: 2, sio: 4 });
+  client.echo.channel('json-logs');
+  await herald.waitForOutput('joined channel: json-logs');
+  client.close();
+  await herald.stop();
+  const lines = herald.output().split('\n').filter((l) => l.trim() !== '');
+  const records = lines.map((line) => JSON.parse(line));
+  assert.ok(records.every((r) => typeof r.timestamp === 'string' && typeof r.level === 'string'));
+  const messages = records.map((r) => r.message);
+  assert.ok(messages.includes('Server ready!'), messages.join('\n'));
+  assert.ok(messages.some((m) => /^\[.*\] - \S+ joined channel: json-logs$/.test(m)));
+});
+
 test('a port in use is a clear error, not a crash after "Running at"', async () => {
   const blocker = createServer().listen(0, '127.0.0.1');
   await new Promise((r) => blocker.once('listening', r));

@@ -5,7 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { startRedis, startHerald, runHerald, scratchDir, freePort, sleep, waitUntil } from './lib/harness.mjs';
+import { startRedis, startHerald, runHerald, scratchDir, freePort, sleep, waitUntil, makeCertificates } from './lib/harness.mjs';
 import { connectEcho, listen, waitSubscribed } from './lib/clients.mjs';
 
 const API = { appId: 'app', key: 'key' };
@@ -100,6 +100,39 @@ test('password, db and a wrong password', async () => {
     });
     assert.match(wrong.output(), /Redis is unreachable .*(WRONGPASS|invalid|AuthenticationFailed|Authentication)/i);
     await wrong.stop();
+  } finally {
+    await redis.stop();
+  }
+});
+
+test('Redis over TLS (rediss): a custom CA, and a refusal that says why without one', async () => {
+  const certs = await makeCertificates();
+  const redis = await startRedis({ tls: certs });
+  try {
+    const herald = await startHerald({
+      config: { clients: [API], databaseConfig: { redis: { host: 'localhost', port: redis.port, keyPrefix: PREFIX, tls: { ca: certs.ca } } } },
+    });
+    const client = await connectEcho(herald.url, { echo: 2, sio: 4 });
+    try {
+      assert.match(herald.output(), /Listening for redis events/);
+      const got = listen(client, 'secure', 'Tick');
+      await waitSubscribed(herald, 'secure', 1, API);
+      await redis.publish(`${PREFIX}secure`, payload(1));
+      await got.waitFor(1);
+    } finally {
+      client.close();
+      await herald.stop();
+    }
+    const untrusted = await startHerald({
+      config: { clients: [API], databaseConfig: { redis: { host: 'localhost', port: redis.port, tls: true } } },
+    });
+    assert.match(untrusted.output(), /Redis is unreachable at localhost:\d+ .*(certificate|UnknownIssuer)/i);
+    await untrusted.stop();
+    const insecure = await startHerald({
+      config: { clients: [API], databaseConfig: { redis: { host: 'localhost', port: redis.port, tls: { rejectUnauthorized: false } } } },
+    });
+    assert.match(insecure.output(), /Listening for redis events/);
+    await insecure.stop();
   } finally {
     await redis.stop();
   }

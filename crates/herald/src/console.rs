@@ -73,11 +73,17 @@ enum Kind {
 fn emit(kind: Kind, message: &str) {
     let c = console();
     match c.format {
-        LogFormat::Json => match kind {
-            Kind::Error => tracing::error!(target: "herald", "{message}"),
-            Kind::Warning => tracing::warn!(target: "herald", "{message}"),
-            _ => tracing::info!(target: "herald", "{message}"),
-        },
+        LogFormat::Json => {
+            let message = message.trim();
+            if message.is_empty() {
+                return;
+            }
+            match kind {
+                Kind::Error => tracing::error!(target: "herald", "{message}"),
+                Kind::Warning => tracing::warn!(target: "herald", "{message}"),
+                _ => tracing::info!(target: "herald", "{message}"),
+            }
+        }
         LogFormat::Text => {
             let (prefix, color) = match kind {
                 Kind::Title => ("", "\x1b[1m"),

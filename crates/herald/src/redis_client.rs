@@ -4,7 +4,16 @@ use crate::config::RedisOptions;
 
 /// A Redis client for `options` (no I/O happens until a connection is asked for).
 pub fn client(options: &RedisOptions) -> redis::RedisResult<redis::Client> {
-    redis::Client::open(url(options).as_str())
+    match options.tls.as_ref().and_then(|tls| tls.ca_pem.as_ref()) {
+        Some(ca_pem) => redis::Client::build_with_tls(
+            url(options).as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca_pem.as_bytes().to_vec()),
+            },
+        ),
+        None => redis::Client::open(url(options).as_str()),
+    }
 }
 
 /// `host:port`, for log lines (never the password).
@@ -12,9 +21,17 @@ pub fn describe(options: &RedisOptions) -> String {
     format!("{}:{}", host_for_url(&options.host), options.port)
 }
 
-/// `redis[s]://[user[:password]@]host:port/db`.
+/// `redis[s]://[user[:password]@]host:port/db[#insecure]`.
 fn url(options: &RedisOptions) -> String {
-    let scheme = if options.tls { "rediss" } else { "redis" };
+    let scheme = if options.tls.is_some() {
+        "rediss"
+    } else {
+        "redis"
+    };
+    let insecure = match &options.tls {
+        Some(tls) if !tls.verify => "#insecure",
+        _ => "",
+    };
     let credentials = match (&options.username, &options.password) {
         (Some(user), Some(pass)) => format!("{}:{}@", encode(user), encode(pass)),
         (None, Some(pass)) => format!(":{}@", encode(pass)),
@@ -22,7 +39,7 @@ fn url(options: &RedisOptions) -> String {
         (None, None) => String::new(),
     };
     format!(
-        "{scheme}://{credentials}{}:{}/{}",
+        "{scheme}://{credentials}{}:{}/{}{insecure}",
         host_for_url(&options.host),
         options.port,
         options.db
@@ -52,6 +69,7 @@ fn encode(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::RedisTls;
 
     fn options() -> RedisOptions {
         RedisOptions {
@@ -61,7 +79,7 @@ mod tests {
             password: None,
             db: 0,
             key_prefix: String::new(),
-            tls: false,
+            tls: None,
         }
     }
 
@@ -71,12 +89,18 @@ mod tests {
         let o = RedisOptions {
             password: Some("p@ss:w/rd".into()),
             username: Some("app".into()),
-            tls: true,
+            tls: Some(RedisTls {
+                ca_pem: None,
+                verify: false,
+            }),
             db: 2,
             host: "::1".into(),
             ..options()
         };
-        assert_eq!(url(&o), "rediss://app:p%40ss%3Aw%2Frd@[::1]:6379/2");
+        assert_eq!(
+            url(&o),
+            "rediss://app:p%40ss%3Aw%2Frd@[::1]:6379/2#insecure"
+        );
         assert!(client(&o).is_ok());
         assert_eq!(describe(&o), "[::1]:6379");
     }

@@ -93,22 +93,37 @@ export function redisCommand(port, ...args) {
   });
 }
 
-/** Starts `redis-server` on a free port. */
-export async function startRedis({ port } = {}) {
+/** A throwaway CA and a server certificate for localhost/127.0.0.1, made with openssl. */
+export async function makeCertificates(dir = scratchDir('certs-')) {
+  const run = (...args) => execFileAsync('openssl', args, { cwd: dir });
+  await run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=Herald Test CA');
+  await run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
+  writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
+  await run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'ext.cnf');
+  return { dir, ca: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
+}
+
+/** Starts `redis-server` on a free port; with `tls` (from makeCertificates) it speaks only TLS. */
+export async function startRedis({ port, tls } = {}) {
   port ??= await freePort();
-  const proc = track(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
+  const listen = tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', tls.cert, '--tls-key-file', tls.key, '--tls-ca-cert-file', tls.ca, '--tls-auth-clients', 'no']
+    : ['--port', String(port)];
+  const proc = track(spawn('redis-server', [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], {
     stdio: ['ignore', 'pipe', 'pipe'],
   }));
   const redis = {
     port,
     proc,
     async cli(...args) {
-      const { stdout } = await execFileAsync('redis-cli', ['-p', String(port), ...args]);
+      const tlsArgs = tls ? ['--tls', '--cacert', tls.ca] : [];
+      const { stdout } = await execFileAsync('redis-cli', [...tlsArgs, '-p', String(port), ...args]);
       return stdout.trim();
     },
     /** PUBLISH exactly as Laravel's predis/phpredis client does. */
     async publish(channel, payload) {
       const text = typeof payload === 'string' ? payload : JSON.stringify(payload);
+      if (tls) return Number(await redis.cli('PUBLISH', channel, text));
       return Number(await redisCommand(port, 'PUBLISH', channel, text));
     },
     /** Laravel ≥ 6.11's one-EVAL publish to several channels. */

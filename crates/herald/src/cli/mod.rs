@@ -64,6 +64,8 @@ enum Command {
 /// Parses the command line and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    // One TLS implementation for the whole process (Redis TLS today, HTTPS later).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let result = match cli.command {
         Command::Start(args) => start::run(args),
         Command::Stop(location) => stop::run(&location),

@@ -116,8 +116,17 @@ pub struct RedisOptions {
     pub db: u64,
     /// Laravel's Redis prefix, stripped from channel names.
     pub key_prefix: String,
-    /// Connect with TLS (`rediss://`).
-    pub tls: bool,
+    /// Connect with TLS (`rediss://`), when set.
+    pub tls: Option<RedisTls>,
+}
+
+/// `databaseConfig.redis.tls`: `true`, or ioredis-style `{ca, rejectUnauthorized}`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedisTls {
+    /// PEM of the CA that signed Redis's certificate; the system roots when `None`.
+    pub ca_pem: Option<String>,
+    /// Verify the certificate (ioredis `rejectUnauthorized`, true by default).
+    pub verify: bool,
 }
 
 /// `sslCertPath` and friends.
@@ -364,18 +373,7 @@ fn read_redis(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> RedisOptions {
         );
         6379
     });
-    let tls = match r.get("databaseConfig.redis.tls") {
-        None | Some(Value::Bool(false)) => false,
-        Some(Value::Bool(true)) | Some(Value::Object(_)) => true,
-        Some(other) => {
-            r.fail(
-                "databaseConfig.redis.tls",
-                other,
-                "true, false or an object of TLS options",
-            );
-            false
-        }
-    };
+    let tls = read_redis_tls(r, warnings);
     RedisOptions {
         host: r.string("databaseConfig.redis.host", "127.0.0.1"),
         port,
@@ -388,6 +386,55 @@ fn read_redis(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> RedisOptions {
         db: r.u64("databaseConfig.redis.db", 0, "a database number"),
         key_prefix: r.string("databaseConfig.redis.keyPrefix", ""),
         tls,
+    }
+}
+
+fn read_redis_tls(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<RedisTls> {
+    const KEY: &str = "databaseConfig.redis.tls";
+    match r.get(KEY) {
+        None | Some(Value::Bool(false)) => None,
+        Some(Value::Bool(true)) => Some(RedisTls {
+            ca_pem: None,
+            verify: true,
+        }),
+        Some(Value::Object(map)) => {
+            for key in map.keys() {
+                if !matches!(key.as_str(), "ca" | "rejectUnauthorized" | "servername") {
+                    warnings.push(format!(
+                        "config key `{KEY}.{key}` is not supported by Herald and is ignored"
+                    ));
+                }
+            }
+            let ca_pem = match map.get("ca") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(ca)) if ca.contains("-----BEGIN") => Some(ca.clone()),
+                Some(Value::String(path)) => match std::fs::read_to_string(path) {
+                    Ok(pem) => Some(pem),
+                    Err(e) => {
+                        r.fail(
+                            &format!("{KEY}.ca"),
+                            &Value::String(path.clone()),
+                            &format!("PEM text or a readable PEM file ({e})"),
+                        );
+                        None
+                    }
+                },
+                Some(other) => {
+                    r.fail(&format!("{KEY}.ca"), other, "PEM text or a PEM file path");
+                    None
+                }
+            };
+            let verify = r.bool(&format!("{KEY}.rejectUnauthorized"), true);
+            Some(RedisTls { ca_pem, verify })
+        }
+        Some(other) => {
+            r.fail(
+                KEY,
+                other,
+                "true, false or {\"ca\": …, \"rejectUnauthorized\": …}",
+            );
+            None
+        }
     }
 }
 

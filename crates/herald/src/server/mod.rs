@@ -84,7 +84,7 @@ pub async fn run(
             config.dev_mode && config.redis_source.warn_unmatched_prefix,
         );
         let (tx, rx) = oneshot::channel();
-        let task = tokio::spawn(source.run(tx));
+        let task = tokio::spawn(source.supervise(tx));
         let _ = tokio::time::timeout(REDIS_FIRST_ATTEMPT_WAIT, rx).await;
         Some(task)
     } else {

@@ -40,6 +40,7 @@ impl RedisSourceState {
 }
 
 /// The Redis subscriber task.
+#[derive(Clone)]
 pub struct RedisSource {
     options: RedisOptions,
     hub: Arc<Hub>,
@@ -66,6 +67,26 @@ impl RedisSource {
         }
     }
 
+    /// Runs the source, and runs it again if it ever panics: a bug in handling one message
+    /// must not silently stop every later broadcast.
+    pub async fn supervise(self, first_attempt: oneshot::Sender<()>) {
+        let mut first_attempt = Some(first_attempt);
+        loop {
+            let task = tokio::spawn(self.clone().run(first_attempt.take()));
+            match task.await {
+                Err(e) if e.is_panic() => {
+                    self.state.subscribed.store(false, Ordering::Relaxed);
+                    console::error(&format!(
+                        "The Redis source failed ({}); restarting it.",
+                        panic_message(e.into_panic())
+                    ));
+                    tokio::time::sleep(MAX_BACKOFF).await;
+                }
+                _ => return,
+            }
+        }
+    }
+
     /// Shared state for readiness checks.
     pub fn state(&self) -> Arc<RedisSourceState> {
         self.state.clone()
@@ -73,8 +94,7 @@ impl RedisSource {
 
     /// Runs until the task is aborted. `first_attempt` fires after the first connection
     /// attempt, successful or not, so start-up can print "Server ready!" in order.
-    pub async fn run(mut self, first_attempt: oneshot::Sender<()>) {
-        let mut first_attempt = Some(first_attempt);
+    pub async fn run(mut self, mut first_attempt: Option<oneshot::Sender<()>>) {
         let mut backoff = MIN_BACKOFF;
         let mut ever_connected = false;
         // One warning per outage, not one per attempt.
@@ -204,6 +224,15 @@ impl RedisSource {
                 self.options.key_prefix
             ));
         }
+    }
+}
+
+fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
+    match payload.downcast::<String>() {
+        Ok(message) => *message,
+        Err(payload) => payload
+            .downcast_ref::<&str>()
+            .map_or_else(|| "panic".to_owned(), |s| (*s).to_owned()),
     }
 }
 
