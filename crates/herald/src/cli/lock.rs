@@ -78,12 +78,7 @@ fn is_zombie(pid: i32) -> bool {
 
 /// Writes `{"process": <this pid>}`, tab-indented like the original.
 pub(super) fn write_own_pid(path: &Path) -> std::io::Result<()> {
-    let mut text = Vec::new();
-    let formatter = serde_json::ser::PrettyFormatter::with_indent(b"\t");
-    let mut serializer = serde_json::Serializer::with_formatter(&mut text, formatter);
-    serde::Serialize::serialize(&json!({"process": std::process::id()}), &mut serializer)
-        .map_err(std::io::Error::other)?;
-    std::fs::write(path, text)
+    crate::config::write_file_object(path, &json!({"process": std::process::id()}))
 }
 
 /// Removes the lock if it still names this process.
