@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { readFileSync, writeFileSync, existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { createServer } from 'node:net';
-import { runHerald, startHerald, scratchDir, freePort, waitUntil } from './lib/harness.mjs';
+import { runHerald, startHerald, scratchDir, freePort, waitUntil, heraldBin } from './lib/harness.mjs';
 
 const readJson = (path) => JSON.parse(readFileSync(path, 'utf8'));
 const noRedis = { subscribers: { redis: false } };
@@ -48,6 +48,38 @@ test('init --yes writes laravel-echo-server.json as the original does', async ()
   assert.equal(other.code, 0, other.output);
   assert.match(other.stdout, /Run herald start --config="echo.json"/);
   assert.equal(readJson(join(dir, 'echo.json')).subscribers.redis, false, 'no Redis subscriber left retrying for a sqlite setup');
+});
+
+test('init asks laravel-echo-server\'s questions on a terminal', async () => {
+  const dir = scratchDir();
+  // `script` gives herald a pseudo-terminal; the keys answer: dev mode n, port 7002, database
+  // (default), auth host (default), protocol (default), API client y, CORS n, file (default).
+  const answers = 'n7002\n\n\n\nyn\n';
+  const out = await new Promise((res) => {
+    const child = spawn('script', ['-q', '-c', `${heraldBin} init`, '/dev/null'], { cwd: dir });
+    let text = '';
+    child.stdout.on('data', (d) => (text += d));
+    child.on('exit', () => res(text));
+    child.stdin.end(answers);
+  });
+  for (const question of [
+    'Do you want to run this server in development mode?',
+    'Which port would you like to serve from?',
+    'Which database would you like to use to store presence channel members?',
+    'Enter the host of your Laravel authentication server.',
+    'Will you be serving on http or https?',
+    'Do you want to generate a client ID/Key for HTTP API?',
+    'Do you want to setup cross domain access to the API?',
+    'What do you want this config to be saved as?',
+  ]) {
+    assert.ok(out.includes(question), `asked: ${question}`);
+  }
+  assert.match(out, /Configuration file saved\./);
+  const config = readJson(join(dir, 'laravel-echo-server.json'));
+  assert.equal(config.port, '7002');
+  assert.equal(config.devMode, false);
+  assert.equal(config.clients.length, 1);
+  assert.equal(config.apiOriginAllow.allowCors, false);
 });
 
 test('client:add and client:remove edit the file that was named, and nothing else', async () => {

@@ -174,15 +174,15 @@ fn ask(args: &InitArgs) -> anyhow::Result<Answers> {
         .interact()?
     {
         let origin: String = Input::new()
-            .with_prompt("Specify the URI that may access the API:")
+            .with_prompt("Specify the URI that may access the API")
             .default("http://localhost:80".to_owned())
             .interact_text()?;
         let methods: String = Input::new()
-            .with_prompt("Enter the HTTP methods that are allowed for CORS:")
+            .with_prompt("Enter the HTTP methods that are allowed for CORS")
             .default("GET, POST".to_owned())
             .interact_text()?;
         let headers: String = Input::new()
-            .with_prompt("Enter the HTTP headers that are allowed for CORS:")
+            .with_prompt("Enter the HTTP headers that are allowed for CORS")
             .default(DEFAULT_ALLOW_HEADERS.to_owned())
             .interact_text()?;
         Some((origin, methods, headers))
