@@ -4,11 +4,13 @@
 //! `cli` → `server` → (`api`, `protocol`, `sources`) → `hub`; `config` and `console` serve all.
 
 pub mod api;
+pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod console;
 pub mod hub;
 pub mod prefix;
+pub mod presence;
 pub mod protocol;
 pub mod redis_client;
 pub mod server;

@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 413: the body is over the limit.
     TooLarge(usize),
+    /// 503: a store Herald depends on did not answer.
+    Unavailable(String),
 }
 
 impl IntoResponse for ApiError {
@@ -25,6 +27,7 @@ impl IntoResponse for ApiError {
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body is larger than {limit} bytes"),
             ),
+            ApiError::Unavailable(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
         };
         (status, Json(json!({ "error": message }))).into_response()
     }

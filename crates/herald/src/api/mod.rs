@@ -11,6 +11,7 @@ pub use express::{ExpressCompat, not_found};
 
 use crate::config::{ApiClient, Config};
 use crate::hub::Hub;
+use crate::presence::Presence;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -25,6 +26,8 @@ pub const MAX_EVENT_BODY_BYTES: usize = 1024 * 1024;
 pub struct ApiState {
     /// Channel registry.
     pub hub: Arc<Hub>,
+    /// Presence members.
+    pub presence: Arc<Presence>,
     /// Allowed API clients.
     pub clients: Arc<[ApiClient]>,
     /// When the server started, for `uptime`.
@@ -32,9 +35,10 @@ pub struct ApiState {
 }
 
 /// The API routes, with `POST /apps/{appId}/events` only when the HTTP subscriber is on.
-pub fn router(config: &Config, hub: Arc<Hub>) -> Router {
+pub fn router(config: &Config, hub: Arc<Hub>, presence: Arc<Presence>) -> Router {
     let state = ApiState {
         hub,
+        presence,
         clients: config.clients.clone().into(),
         started: Instant::now(),
     };

@@ -55,24 +55,29 @@ pub(super) async fn channels(
     Json(json!({ "channels": channels }))
 }
 
-/// `GET /apps/{appId}/channels/{channel}`.
+/// `GET /apps/{appId}/channels/{channel}`: `user_count` added for presence channels.
 pub(super) async fn channel(
     _: AuthorizedApp,
     State(state): State<ApiState>,
     Path((_, channel)): Path<(String, String)>,
-) -> Json<Value> {
+) -> Result<Json<Value>, ApiError> {
     let count = state.hub.subscription_count(&channel);
     let mut body = json!({"subscription_count": count, "occupied": count > 0});
     if ChannelKind::of(&channel) == ChannelKind::Presence {
-        // Presence members arrive with presence support; until then a presence channel has none.
-        body["user_count"] = json!(0);
+        let members = state
+            .presence
+            .members(&channel)
+            .await
+            .map_err(unavailable)?;
+        body["user_count"] = json!(members.len());
     }
-    Json(body)
+    Ok(Json(body))
 }
 
-/// `GET /apps/{appId}/channels/{channel}/users`.
+/// `GET /apps/{appId}/channels/{channel}/users`: one entry per user.
 pub(super) async fn users(
     _: AuthorizedApp,
+    State(state): State<ApiState>,
     Path((_, channel)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     if ChannelKind::of(&channel) != ChannelKind::Presence {
@@ -80,7 +85,20 @@ pub(super) async fn users(
             "User list is only possible for Presence Channels".to_owned(),
         ));
     }
-    Ok(Json(json!({ "users": [] })))
+    let members = state
+        .presence
+        .members(&channel)
+        .await
+        .map_err(unavailable)?;
+    let users: Vec<Value> = members
+        .iter()
+        .map(|m| json!({"id": m.user_id, "user_info": m.user_info}))
+        .collect();
+    Ok(Json(json!({ "users": users })))
+}
+
+fn unavailable(e: crate::presence::StoreError) -> ApiError {
+    ApiError::Unavailable(e.to_string())
 }
 
 /// Resident set size from `/proc/self/status` (`VmRSS`), 0 where that is unavailable.

@@ -34,4 +34,13 @@ pub fn default_options() -> Value {
 }
 
 /// Keys Herald reads besides the defaults above: honoured, never warned about, not written by `init`.
-pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &["headers", "logFormat", "redisSource"];
+pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
+    "headers",
+    "logFormat",
+    "redisSource",
+    "authTimeout",
+    "authVerifyTls",
+    "authStrict",
+    "whisperMaxBytes",
+    "whisperRateLimit",
+];

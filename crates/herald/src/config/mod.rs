@@ -21,6 +21,7 @@ pub use socketio::{CookieOptions, SocketIoOptions, Transport};
 
 use reader::Reader;
 use serde_json::Value;
+use std::time::Duration;
 
 /// Every option Herald runs with, validated.
 #[derive(Debug, Clone)]
@@ -61,6 +62,30 @@ pub struct Config {
     pub log_format: LogFormat,
     /// In devMode, how the Redis source reports messages its prefix would never match.
     pub redis_source: RedisSourceOptions,
+    /// How channel authorization requests are made and judged.
+    pub auth: AuthOptions,
+    /// Limits on client events (whispers).
+    pub whispers: WhisperOptions,
+}
+
+/// Herald's channel authorization options.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthOptions {
+    /// Longest wait for the auth endpoint (`authTimeout`, ms).
+    pub timeout: Duration,
+    /// Verify the auth endpoint's TLS certificate (`authVerifyTls`).
+    pub verify_tls: bool,
+    /// Also require the body Laravel sends, not only status 200 (`authStrict`).
+    pub strict: bool,
+}
+
+/// Herald's whisper limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WhisperOptions {
+    /// Largest whisper `data`, in bytes of JSON (`whisperMaxBytes`).
+    pub max_bytes: usize,
+    /// Whispers one connection may send per second (`whisperRateLimit`).
+    pub rate_per_second: u32,
 }
 
 /// An HTTP API client: `appId` and `key`.
@@ -228,6 +253,16 @@ impl Config {
         let redis_source = RedisSourceOptions {
             warn_unmatched_prefix: r.bool("redisSource.warnUnmatchedPrefix", true),
         };
+        let auth = AuthOptions {
+            timeout: Duration::from_millis(r.u64("authTimeout", 5_000, "a number of milliseconds")),
+            verify_tls: r.bool("authVerifyTls", true),
+            strict: r.bool("authStrict", false),
+        };
+        let whispers = WhisperOptions {
+            max_bytes: r.u64("whisperMaxBytes", 10_240, "a number of bytes") as usize,
+            rate_per_second: u32::try_from(r.u64("whisperRateLimit", 10, "whispers per second"))
+                .unwrap_or(u32::MAX),
+        };
         let errors = r.into_errors();
         if !errors.is_empty() {
             return Err(errors);
@@ -251,6 +286,8 @@ impl Config {
             headers,
             log_format,
             redis_source,
+            auth,
+            whispers,
         };
         Ok((config, warnings))
     }

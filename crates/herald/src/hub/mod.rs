@@ -10,7 +10,7 @@ mod registry;
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, validate_channel_name,
 };
-pub use publication::{Publication, SocketId};
+pub use publication::{Publication, PublicationKind, SocketId};
 pub use registry::{ChannelInfo, Hub};
 
 /// What happened to one delivery.

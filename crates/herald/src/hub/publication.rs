@@ -38,6 +38,17 @@ impl std::borrow::Borrow<str> for SocketId {
     }
 }
 
+/// What a publication is, so each protocol can name it its own way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PublicationKind {
+    /// An app event or a whisper, delivered under its own name.
+    Event,
+    /// A user joined a presence channel (`data` is the member).
+    MemberAdded,
+    /// A user left a presence channel (`data` is the member).
+    MemberRemoved,
+}
+
 /// An event for one channel. `data` is kept as the exact JSON text received, so it reaches
 /// clients untouched (key order, number precision, escapes).
 #[derive(Debug, Clone)]
@@ -50,6 +61,8 @@ pub struct Publication {
     pub data: Arc<RawValue>,
     /// The sender's socket id (`toOthers`): that connection does not receive it.
     pub except: Option<SocketId>,
+    /// Event, or a presence change.
+    pub kind: PublicationKind,
 }
 
 impl Publication {
@@ -65,6 +78,28 @@ impl Publication {
             event: Arc::from(event),
             data: Arc::from(data),
             except,
+            kind: PublicationKind::Event,
+        }
+    }
+
+    /// A presence change on `channel`, for everyone but `except`.
+    pub fn presence(
+        channel: &str,
+        kind: PublicationKind,
+        member: &serde_json::Value,
+        except: Option<SocketId>,
+    ) -> Publication {
+        let data =
+            serde_json::value::to_raw_value(member).unwrap_or_else(|_| Box::<RawValue>::default());
+        // Adapters name presence changes their own way, by `kind`; this name is for logs.
+        let event = match kind {
+            PublicationKind::MemberAdded => "member_added",
+            PublicationKind::MemberRemoved => "member_removed",
+            PublicationKind::Event => "member_updated",
+        };
+        Publication {
+            kind,
+            ..Publication::new(channel, event, data, except)
         }
     }
 }

@@ -4,10 +4,12 @@
 mod banner;
 
 use crate::api::{self, ExpressCompat};
+use crate::auth::HttpAuthorizer;
 use crate::config::{Config, ConfigSource, ListenProtocol, LoadedConfig};
 use crate::console;
 use crate::hub::Hub;
-use crate::protocol::socketio::{self, SocketIoHttpLayer};
+use crate::presence::Presence;
+use crate::protocol::socketio::{self, SocketIoContext, SocketIoHttpLayer};
 use crate::sources::redis::RedisSource;
 use anyhow::{Context, bail};
 use axum::Router;
@@ -26,16 +28,15 @@ const REDIS_FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(6);
 /// Builds the HTTP application: Socket.IO under its path, the API everywhere else.
 pub fn app(
     config: &Config,
-    hub: Arc<Hub>,
+    ctx: Arc<SocketIoContext>,
     search_dirs: Vec<PathBuf>,
 ) -> (Router, socketioxide::SocketIo) {
-    let (socketio_layer, io) = socketio::build(&config.socketio, hub.clone());
-    let api = api::router(config, hub)
-        .fallback(api::not_found)
-        .layer(from_fn_with_state(
-            ExpressCompat::new(config),
-            ExpressCompat::handle,
-        ));
+    let api = api::router(config, ctx.hub.clone(), ctx.presence.clone());
+    let (socketio_layer, io) = socketio::build(&config.socketio, ctx);
+    let api = api.fallback(api::not_found).layer(from_fn_with_state(
+        ExpressCompat::new(config),
+        ExpressCompat::handle,
+    ));
     // The Socket.IO layer wraps the finished API router exactly once: every `layer()` call
     // creates its own Engine.IO session table, so applying it per route (`Router::layer`)
     // would split polling sessions between tables ("Session ID unknown").
@@ -62,8 +63,29 @@ pub async fn run(
         );
     }
     let hub = Arc::new(Hub::new());
+    let presence = Arc::new(Presence::new(Presence::store_for(config)?, hub.clone()));
+    // In the background: it only drops entries of sockets not connected here, so it is safe
+    // beside new joins, and a slow or absent store must not delay start-up.
+    let cleaner = presence.clone();
+    tokio::spawn(async move {
+        match cleaner.remove_ghosts().await {
+            Ok(0) => {}
+            Ok(n) => console::info(&format!(
+                "Removed presence members left by a previous run from {n} channel(s)."
+            )),
+            Err(e) => console::warning(&format!(
+                "Could not clean presence members left by a previous run ({e}); they are ignored, and dropped as their channels are used."
+            )),
+        }
+    });
+    let ctx = Arc::new(SocketIoContext {
+        hub: hub.clone(),
+        authorizer: HttpAuthorizer::new(config)?,
+        presence,
+        whispers: config.whispers,
+    });
     let search_dirs = search_dirs(&loaded.source);
-    let (app, io) = app(config, hub.clone(), search_dirs);
+    let (app, io) = app(config, ctx, search_dirs);
 
     let listener = bind(config).await?;
     let shown_host = config

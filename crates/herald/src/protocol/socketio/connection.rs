@@ -1,35 +1,62 @@
-//! One Socket.IO connection: Echo's `subscribe` / `unsubscribe`, and leaving on disconnect.
+//! One Socket.IO connection: Echo's `subscribe` / `unsubscribe` / `client event`, channel
+//! authorization, presence, and leaving everything on disconnect.
 
-use super::events::{ChannelRequest, parse_channel_request};
+use super::SocketIoContext;
+use super::events::{ChannelRequest, WhisperRequest, parse_channel_request, parse_whisper};
 use super::in_order::InOrder;
+use super::rate::RateLimiter;
 use super::subscriber::SocketIoSubscriber;
+use crate::auth::{AuthRequest, Refusal};
 use crate::console;
-use crate::hub::{ChannelKind, Hub, SocketId, validate_channel_name};
+use crate::hub::{ChannelKind, Publication, PublicationKind, SocketId, validate_channel_name};
+use crate::presence::JoinError;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
-use std::collections::BTreeSet;
-use std::sync::{Arc, Mutex};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What one connection holds while it is open.
 struct Connection {
     id: SocketId,
-    hub: Arc<Hub>,
+    ctx: Arc<SocketIoContext>,
     subscriber: Arc<SocketIoSubscriber>,
-    /// Joined channels; `None` once the socket is gone, so a subscribe that finishes after
-    /// the disconnect cannot leave a dangling subscriber in the Hub.
-    channels: Mutex<Option<BTreeSet<String>>>,
+    /// `None` once the socket is gone, so work that finishes after the disconnect (an auth
+    /// answer, a presence write) cannot leave anything behind.
+    state: Mutex<Option<State>>,
+    handshake_cookie: Option<String>,
+    referer: Option<String>,
+    whispers: Mutex<RateLimiter>,
+}
+
+#[derive(Default)]
+struct State {
+    joined: BTreeSet<String>,
+    /// Channels waiting for the auth endpoint, with the ticket of the latest request: an
+    /// `unsubscribe` or a newer `subscribe` makes an older answer moot.
+    pending: HashMap<String, u64>,
+    next_ticket: u64,
 }
 
 /// Registers a new socket with the Hub and wires its handlers.
-pub(super) fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
+pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
     let id = SocketId::new(socket.id.as_str());
-    hub.connection_opened();
+    ctx.hub.connection_opened();
+    let headers = &socket.req_parts().headers;
+    let header = |name: http::HeaderName| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
     let connection = Arc::new(Connection {
         subscriber: Arc::new(SocketIoSubscriber::new(id.clone(), socket.clone())),
+        handshake_cookie: header(http::header::COOKIE),
+        referer: header(http::header::REFERER),
+        whispers: Mutex::new(RateLimiter::per_second(ctx.whispers.rate_per_second)),
         id,
-        hub,
-        channels: Mutex::new(Some(BTreeSet::new())),
+        ctx,
+        state: Mutex::new(Some(State::default())),
     });
 
     let c = connection.clone();
@@ -47,15 +74,24 @@ pub(super) fn on_connect(socket: SocketRef, hub: Arc<Hub>) {
             },
         ),
     );
+    let c = connection.clone();
+    socket.on(
+        "client event",
+        InOrder(move |socket: &SocketRef, payload| c.whisper(socket, payload)),
+    );
     let c = connection;
     socket.on_disconnect(async move |reason: DisconnectReason| {
         c.leave_all(leave_reason(reason));
-        c.hub.connection_closed();
+        c.ctx.hub.connection_closed();
     });
 }
 
 impl Connection {
-    fn subscribe(&self, socket: &SocketRef, payload: Value) {
+    fn state(&self) -> MutexGuard<'_, Option<State>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn subscribe(self: &Arc<Self>, socket: &SocketRef, payload: Value) {
         let request = match parse_channel_request(payload) {
             Ok(request) => request,
             Err(e) => {
@@ -72,51 +108,237 @@ impl Connection {
             refuse(socket, &request.channel, 400, &reason);
             return;
         }
-        match ChannelKind::of(&request.channel) {
-            ChannelKind::Public => self.join(request),
-            ChannelKind::Private | ChannelKind::Presence => {
-                let reason = "private and presence channels need channel authorization, which this Herald build does not provide yet";
-                console::dev(&format!(
-                    "{} could not join {}: {reason}",
-                    self.id, request.channel
-                ));
-                refuse(socket, &request.channel, 0, reason);
+        if !ChannelKind::of(&request.channel).needs_authorization() {
+            if self.join(&request.channel, None) {
+                console::dev(&format!("{} joined channel: {}", self.id, request.channel));
+            }
+            return;
+        }
+        let ticket = {
+            let mut state = self.state();
+            let Some(state) = state.as_mut() else { return };
+            state.next_ticket += 1;
+            state
+                .pending
+                .insert(request.channel.clone(), state.next_ticket);
+            state.next_ticket
+        };
+        let connection = self.clone();
+        let socket = socket.clone();
+        tokio::spawn(async move { connection.authorize(socket, request, ticket).await });
+    }
+
+    /// Joins `channel` in the Hub unless the socket is gone, or `ticket` is no longer the
+    /// latest request for it. Returns whether it joined.
+    fn join(&self, channel: &str, ticket: Option<u64>) -> bool {
+        let mut state = self.state();
+        let Some(state) = state.as_mut() else {
+            return false;
+        };
+        if let Some(ticket) = ticket {
+            if state.pending.get(channel) != Some(&ticket) {
+                return false;
+            }
+            state.pending.remove(channel);
+        }
+        self.ctx.hub.subscribe(channel, self.subscriber.clone());
+        state.joined.insert(channel.to_owned());
+        true
+    }
+
+    async fn authorize(self: Arc<Self>, socket: SocketRef, request: ChannelRequest, ticket: u64) {
+        let channel = request.channel.clone();
+        let referer = self.referer.as_deref();
+        let url = self.ctx.authorizer.url_for(referer);
+        console::dev_error(&format!(
+            "[{}] - Preparing authentication request to: {}",
+            console::now_iso(),
+            self.ctx.authorizer.host_for(referer)
+        ));
+        console::dev(&format!("Sending auth request to: {url}\n"));
+        let auth_request = AuthRequest {
+            channel: channel.clone(),
+            socket_id: self.id.to_string(),
+            client_headers: request.auth_headers,
+            handshake_cookie: self.handshake_cookie.clone(),
+            referer: self.referer.clone(),
+        };
+        let grant = match self.ctx.authorizer.authorize(&auth_request).await {
+            Ok(grant) => grant,
+            Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
+        };
+        if !self.join(&channel, Some(ticket)) {
+            console::dev(&format!(
+                "{} no longer wants {channel}; authorization dropped",
+                self.id
+            ));
+            return;
+        }
+        console::dev(&format!("{} authenticated for: {channel}", self.id));
+        console::dev(&format!("{} joined channel: {channel}", self.id));
+        if ChannelKind::of(&channel) == ChannelKind::Presence {
+            self.join_presence(&socket, &channel, grant.channel_data)
+                .await;
+        }
+    }
+
+    fn refused(&self, socket: &SocketRef, channel: &str, ticket: u64, refusal: Refusal, url: &str) {
+        {
+            let mut state = self.state();
+            let Some(state) = state.as_mut() else { return };
+            if state.pending.get(channel) != Some(&ticket) {
+                return;
+            }
+            state.pending.remove(channel);
+        }
+        // A socket authorized earlier and refused now loses the channel.
+        self.leave(channel, "authorization refused");
+        console::dev_warning(&format!(
+            "{} could not be authenticated to {channel}",
+            self.id
+        ));
+        console::dev_error(&format!("{} (POST {url})", refusal.reason));
+        refuse(socket, channel, refusal.status, &refusal.reason);
+    }
+
+    async fn join_presence(&self, socket: &SocketRef, channel: &str, channel_data: Option<Value>) {
+        let presence = &self.ctx.presence;
+        let data = channel_data.unwrap_or(Value::Null);
+        match presence.join(channel, &self.id, &data).await {
+            Ok(joined) => {
+                let members: Vec<Value> = joined.members.iter().map(|m| m.with_socket()).collect();
+                let _ = socket.emit("presence:subscribed", &(channel, members));
+                if joined.first_for_user {
+                    let member = joined.member.with_socket();
+                    self.ctx.hub.publish(&Publication::presence(
+                        channel,
+                        PublicationKind::MemberAdded,
+                        &member,
+                        Some(self.id.clone()),
+                    ));
+                }
+                // The socket may have gone while the store was written: undo, so nobody
+                // keeps seeing a member that is not there.
+                if !self.is_joined(channel) {
+                    leave_presence(self.ctx.clone(), channel.to_owned(), self.id.clone()).await;
+                }
+            }
+            Err(JoinError::NoUserId) => {
+                console::dev_error(
+                    "Unable to join channel. Member data for presence channel missing",
+                );
+            }
+            Err(JoinError::Store(e)) => {
+                let reason = format!("presence is unavailable: {e}");
+                console::error(&format!("{} could not join {channel}: {reason}", self.id));
+                self.leave(channel, "presence unavailable");
+                refuse(socket, channel, 0, &reason);
             }
         }
     }
 
-    fn join(&self, request: ChannelRequest) {
-        let channel = request.channel;
-        let mut channels = self.channels_lock();
-        let Some(joined) = channels.as_mut() else {
-            return;
-        };
-        self.hub.subscribe(&channel, self.subscriber.clone());
-        console::dev(&format!("{} joined channel: {channel}", self.id));
-        joined.insert(channel);
+    fn is_joined(&self, channel: &str) -> bool {
+        self.state()
+            .as_ref()
+            .is_some_and(|s| s.joined.contains(channel))
     }
 
     fn leave(&self, channel: &str, reason: &str) {
-        let mut channels = self.channels_lock();
-        if let Some(joined) = channels.as_mut() {
-            joined.remove(channel);
-        }
-        if self.hub.unsubscribe(channel, &self.id) {
-            console::dev(&format!("{} left channel: {channel} ({reason})", self.id));
+        let was_joined = {
+            let mut state = self.state();
+            let Some(state) = state.as_mut() else { return };
+            state.pending.remove(channel);
+            state.joined.remove(channel)
+        };
+        if was_joined {
+            self.left(channel.to_owned(), reason);
         }
     }
 
     fn leave_all(&self, reason: &str) {
-        let joined = self.channels_lock().take().unwrap_or_default();
+        let joined = self.state().take().map(|s| s.joined).unwrap_or_default();
         for channel in joined {
-            if self.hub.unsubscribe(&channel, &self.id) {
-                console::dev(&format!("{} left channel: {channel} ({reason})", self.id));
-            }
+            self.left(channel, reason);
         }
     }
 
-    fn channels_lock(&self) -> std::sync::MutexGuard<'_, Option<BTreeSet<String>>> {
-        self.channels.lock().unwrap_or_else(|p| p.into_inner())
+    /// After the channel is gone from `state`: out of the Hub, then out of presence.
+    fn left(&self, channel: String, reason: &str) {
+        self.ctx.hub.unsubscribe(&channel, &self.id);
+        console::dev(&format!("{} left channel: {channel} ({reason})", self.id));
+        if ChannelKind::of(&channel) == ChannelKind::Presence {
+            tokio::spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));
+        }
+    }
+
+    fn whisper(&self, socket: &SocketRef, payload: Value) {
+        let request = match parse_whisper(payload) {
+            Ok(request) => request,
+            Err(e) => {
+                console::dev(&format!("{} sent an unusable client event: {e}", self.id));
+                return;
+            }
+        };
+        if let Err(reason) = self.check_whisper(&request) {
+            console::dev(&format!(
+                "{} whisper {} on {} refused: {reason}",
+                self.id, request.event, request.channel
+            ));
+            let detail = json!({"event": request.event, "reason": reason});
+            let _ = socket.emit("whisper_error", &(&request.channel, detail));
+            return;
+        }
+        let publication = Publication::new(
+            &request.channel,
+            &request.event,
+            request.data,
+            Some(self.id.clone()),
+        );
+        self.ctx.hub.publish(&publication);
+    }
+
+    fn check_whisper(&self, request: &WhisperRequest) -> Result<(), String> {
+        if !request.event.starts_with("client-") {
+            return Err("client event names must start with client-".to_owned());
+        }
+        if !ChannelKind::of(&request.channel).needs_authorization() {
+            return Err("whispers are only allowed on private and presence channels".to_owned());
+        }
+        if !self.ctx.hub.is_subscribed(&request.channel, &self.id) {
+            return Err(
+                "subscribe to the channel (and be authorized) before whispering".to_owned(),
+            );
+        }
+        let limit = self.ctx.whispers.max_bytes;
+        if request.data.get().len() > limit {
+            return Err(format!("data is larger than {limit} bytes"));
+        }
+        let mut limiter = self.whispers.lock().unwrap_or_else(|p| p.into_inner());
+        if !limiter.try_acquire() {
+            return Err(format!(
+                "rate limit: at most {} whispers per second",
+                self.ctx.whispers.rate_per_second
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Removes a socket from a presence channel and tells the others if its user is gone.
+async fn leave_presence(ctx: Arc<SocketIoContext>, channel: String, socket_id: SocketId) {
+    match ctx.presence.leave(&channel, &socket_id).await {
+        Ok(Some(left)) if left.last_for_user => {
+            ctx.hub.publish(&Publication::presence(
+                &channel,
+                PublicationKind::MemberRemoved,
+                &left.member.without_socket(),
+                None,
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => console::error(&format!(
+            "could not remove {socket_id} from presence channel {channel}: {e}"
+        )),
     }
 }
 

@@ -39,6 +39,40 @@ pub(super) enum PayloadError {
     /// `channel` missing or not a string.
     #[error("payload has no \"channel\" string")]
     NoChannel,
+    /// `event` missing or not a string.
+    #[error("payload has no \"event\" string")]
+    NoEvent,
+}
+
+/// A `client event` (whisper): `{channel, event, data}`.
+#[derive(Debug)]
+pub(super) struct WhisperRequest {
+    /// Target channel.
+    pub channel: String,
+    /// `client-…` event name.
+    pub event: String,
+    /// The payload as JSON text.
+    pub data: Box<serde_json::value::RawValue>,
+}
+
+/// Parses a `client event` payload (an object, or JSON text of one).
+pub(super) fn parse_whisper(payload: Value) -> Result<WhisperRequest, PayloadError> {
+    let mut map = as_object(payload)?;
+    let channel = match map.remove("channel") {
+        Some(Value::String(channel)) => channel,
+        _ => return Err(PayloadError::NoChannel),
+    };
+    let event = match map.remove("event") {
+        Some(Value::String(event)) if !event.is_empty() => event,
+        _ => return Err(PayloadError::NoEvent),
+    };
+    let data = map.remove("data").unwrap_or(Value::Null);
+    let data = serde_json::value::to_raw_value(&data).map_err(|_| PayloadError::NotAnObject)?;
+    Ok(WhisperRequest {
+        channel,
+        event,
+        data,
+    })
 }
 
 /// Accepts the object Echo sends, or JSON text of it (some clients stringify).
@@ -127,6 +161,30 @@ mod tests {
         assert_eq!(
             parse_channel_request(json!("not json")),
             Err(PayloadError::NotAnObject)
+        );
+    }
+
+    #[test]
+    fn whispers_as_object_or_string() {
+        let w = parse_whisper(
+            json!({"channel": "private-a", "event": "client-typing", "data": {"x": 1}}),
+        )
+        .expect("valid");
+        assert_eq!(
+            (w.channel.as_str(), w.event.as_str()),
+            ("private-a", "client-typing")
+        );
+        assert_eq!(w.data.get(), r#"{"x":1}"#);
+        let w = parse_whisper(json!("{\"channel\":\"private-a\",\"event\":\"client-x\"}"))
+            .expect("valid");
+        assert_eq!(w.data.get(), "null");
+        assert_eq!(
+            parse_whisper(json!({"channel": "a"})).expect_err("no event"),
+            PayloadError::NoEvent
+        );
+        assert_eq!(
+            parse_whisper(json!(null)).expect_err("null"),
+            PayloadError::NotAnObject
         );
     }
 

@@ -5,13 +5,16 @@ mod connection;
 mod events;
 mod http_layer;
 mod in_order;
+mod rate;
 mod subscriber;
 
 pub use events::is_reserved_event_name;
 pub use http_layer::{SocketIoHttpLayer, client_bundle_path};
 
-use crate::config::{SocketIoOptions, Transport};
+use crate::auth::HttpAuthorizer;
+use crate::config::{SocketIoOptions, Transport, WhisperOptions};
 use crate::hub::Hub;
+use crate::presence::Presence;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use std::sync::Arc;
@@ -19,8 +22,20 @@ use std::sync::Arc;
 /// Packets queued per connection before it counts as too slow and is disconnected.
 pub const SEND_QUEUE_PACKETS: usize = 1024;
 
+/// What every Socket.IO connection shares.
+pub struct SocketIoContext {
+    /// Channel registry and fan-out.
+    pub hub: Arc<Hub>,
+    /// Asks the Laravel app about private and presence channels.
+    pub authorizer: HttpAuthorizer,
+    /// Presence members.
+    pub presence: Arc<Presence>,
+    /// Whisper limits.
+    pub whispers: WhisperOptions,
+}
+
 /// Builds the socketioxide layer from `socketio` options and attaches Echo's event handlers.
-pub fn build(options: &SocketIoOptions, hub: Arc<Hub>) -> (SocketIoLayer, SocketIo) {
+pub fn build(options: &SocketIoOptions, ctx: Arc<SocketIoContext>) -> (SocketIoLayer, SocketIo) {
     let builder = SocketIo::builder()
         .req_path(format!("{}/", options.path))
         .ping_interval(options.ping_interval)
@@ -37,7 +52,7 @@ pub fn build(options: &SocketIoOptions, hub: Arc<Hub>) -> (SocketIoLayer, Socket
     io.ns(
         "/",
         async move |socket: socketioxide::extract::SocketRef| {
-            connection::on_connect(socket, hub.clone())
+            connection::on_connect(socket, ctx.clone())
         },
     );
     (layer, io)

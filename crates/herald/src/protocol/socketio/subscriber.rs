@@ -1,7 +1,7 @@
 //! A Socket.IO connection as a Hub subscriber.
 
 use super::events::is_reserved_event_name;
-use crate::hub::{Delivery, Publication, SocketId, Subscriber};
+use crate::hub::{Delivery, Publication, PublicationKind, SocketId, Subscriber};
 use socketioxide::extract::SocketRef;
 use socketioxide::{SendError, SocketError};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,11 +44,16 @@ impl Subscriber for SocketIoSubscriber {
     }
 
     fn deliver(&self, publication: &Publication) -> Delivery {
-        if is_reserved_event_name(&publication.event) {
-            return Delivery::Skipped;
-        }
+        let event = match publication.kind {
+            PublicationKind::Event if is_reserved_event_name(&publication.event) => {
+                return Delivery::Skipped;
+            }
+            PublicationKind::Event => &*publication.event,
+            PublicationKind::MemberAdded => "presence:joining",
+            PublicationKind::MemberRemoved => "presence:leaving",
+        };
         let args = (&*publication.channel, &*publication.data);
-        match self.socket.emit(&*publication.event, &args) {
+        match self.socket.emit(event, &args) {
             Ok(()) => Delivery::Queued,
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 self.disconnect_slow_client();

@@ -1,0 +1,237 @@
+//! The auth request laravel-echo-server sends, with a timeout, pooling and TLS verification.
+
+use super::{Grant, Refusal, judge, select_auth_host};
+use crate::config::Config;
+use crate::hub::ChannelKind;
+use http::{HeaderMap, HeaderName, HeaderValue};
+use std::time::Duration;
+
+/// Largest auth answer body read, in bytes; Laravel's are tiny.
+const MAX_BODY_BYTES: usize = 64 * 1024;
+
+/// Headers never forwarded from the client: they describe the client's own request.
+const NOT_FORWARDED: &[&str] = &[
+    "host",
+    "content-length",
+    "content-type",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "upgrade",
+    "expect",
+    "te",
+    "x-requested-with",
+];
+
+/// What a subscribe brings to authorize.
+#[derive(Debug, Clone, Default)]
+pub struct AuthRequest {
+    /// Full channel name, `private-…` or `presence-…`.
+    pub channel: String,
+    /// The subscribing socket's id (sent as `socket_id`).
+    pub socket_id: String,
+    /// Echo's `auth.headers`, forwarded verbatim.
+    pub client_headers: Vec<(String, String)>,
+    /// The `Cookie` header of the Socket.IO handshake, used when the client sent none.
+    pub handshake_cookie: Option<String>,
+    /// The handshake's `Referer`, which selects among several `authHost`s.
+    pub referer: Option<String>,
+}
+
+/// Posts to the Laravel app's auth endpoint.
+#[derive(Clone)]
+pub struct HttpAuthorizer {
+    client: reqwest::Client,
+    hosts: Vec<String>,
+    endpoint: String,
+    timeout: Duration,
+    strict: bool,
+}
+
+impl HttpAuthorizer {
+    /// Built from `authHost`, `authEndpoint` and the `auth*` options.
+    pub fn new(config: &Config) -> anyhow::Result<HttpAuthorizer> {
+        let client = reqwest::Client::builder()
+            .timeout(config.auth.timeout)
+            .connect_timeout(config.auth.timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .danger_accept_invalid_certs(!config.auth.verify_tls)
+            .pool_idle_timeout(Duration::from_secs(60))
+            .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
+            .build()?;
+        let hosts = if config.auth_hosts.is_empty() {
+            let host = config
+                .host
+                .clone()
+                .unwrap_or_else(|| "localhost".to_owned());
+            vec![if host.contains("://") {
+                host
+            } else {
+                format!("http://{host}")
+            }]
+        } else {
+            config.auth_hosts.clone()
+        };
+        Ok(HttpAuthorizer {
+            client,
+            hosts,
+            endpoint: config.auth_endpoint.clone(),
+            timeout: config.auth.timeout,
+            strict: config.auth.strict,
+        })
+    }
+
+    /// The auth host a request with this referer goes to.
+    pub fn host_for(&self, referer: Option<&str>) -> String {
+        select_auth_host(&self.hosts, referer).into_owned()
+    }
+
+    /// The URL a request with this referer goes to.
+    pub fn url_for(&self, referer: Option<&str>) -> String {
+        format!("{}{}", self.host_for(referer), self.endpoint)
+    }
+
+    /// Asks the app; the answer is judged by [`judge`].
+    pub async fn authorize(&self, request: &AuthRequest) -> Result<Grant, Refusal> {
+        let url = self.url_for(request.referer.as_deref());
+        let form = [
+            ("channel_name", request.channel.as_str()),
+            ("socket_id", request.socket_id.as_str()),
+        ];
+        let response = self
+            .client
+            .post(&url)
+            .headers(forwarded_headers(request))
+            .form(&form)
+            .send()
+            .await
+            .map_err(|e| self.transport_refusal(&e))?;
+        let status = response.status().as_u16();
+        let body = read_limited(response)
+            .await
+            .map_err(|e| self.transport_refusal(&e))?;
+        judge(
+            ChannelKind::of(&request.channel),
+            status,
+            &body,
+            self.strict,
+        )
+    }
+
+    fn transport_refusal(&self, error: &reqwest::Error) -> Refusal {
+        if error.is_timeout() {
+            return Refusal::unanswered(format!(
+                "auth endpoint timed out after {}",
+                human_duration(self.timeout)
+            ));
+        }
+        Refusal::unanswered(format!("auth endpoint unreachable: {}", root_cause(error)))
+    }
+}
+
+/// Echo's `auth.headers` minus hop-by-hop ones, the handshake cookie when the client sent no
+/// `Cookie`, and `X-Requested-With: XMLHttpRequest` always (so Laravel answers 401, not a
+/// redirect to the login page).
+fn forwarded_headers(request: &AuthRequest) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    for (name, value) in &request.client_headers {
+        if NOT_FORWARDED.contains(&name.to_ascii_lowercase().as_str()) {
+            continue;
+        }
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) {
+            headers.append(name, value);
+        }
+    }
+    if !headers.contains_key(http::header::COOKIE)
+        && let Some(cookie) = request
+            .handshake_cookie
+            .as_deref()
+            .and_then(|c| HeaderValue::from_str(c).ok())
+    {
+        headers.insert(http::header::COOKIE, cookie);
+    }
+    headers.insert(
+        HeaderName::from_static("x-requested-with"),
+        HeaderValue::from_static("XMLHttpRequest"),
+    );
+    headers
+}
+
+async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        let room = MAX_BODY_BYTES.saturating_sub(body.len());
+        body.extend_from_slice(&chunk[..chunk.len().min(room)]);
+        if body.len() >= MAX_BODY_BYTES {
+            break;
+        }
+    }
+    Ok(body)
+}
+
+/// The innermost error message: "connection refused", "dns error: …".
+fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause: &(dyn std::error::Error + 'static) = error;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    let text = cause.to_string();
+    match text.find(" (os error") {
+        Some(at) => text[..at].to_lowercase(),
+        None => text,
+    }
+}
+
+fn human_duration(d: Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{} ms", d.as_millis())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers_forwarded_as_laravel_echo_server_does() {
+        let request = AuthRequest {
+            client_headers: vec![
+                ("X-CSRF-TOKEN".into(), "t".into()),
+                ("Authorization".into(), "Bearer abc".into()),
+                ("X-Requested-With".into(), "fetch".into()),
+                ("Content-Length".into(), "999".into()),
+                ("Bad Header".into(), "x".into()),
+            ],
+            handshake_cookie: Some("laravel_session=s".into()),
+            ..AuthRequest::default()
+        };
+        let headers = forwarded_headers(&request);
+        assert_eq!(headers["x-csrf-token"], "t");
+        assert_eq!(headers["authorization"], "Bearer abc");
+        assert_eq!(headers["x-requested-with"], "XMLHttpRequest");
+        assert_eq!(headers["cookie"], "laravel_session=s");
+        assert!(!headers.contains_key("content-length"));
+        assert_eq!(headers.len(), 4);
+    }
+
+    #[test]
+    fn a_client_cookie_wins_over_the_handshake_cookie() {
+        let request = AuthRequest {
+            client_headers: vec![("Cookie".into(), "mine=1".into())],
+            handshake_cookie: Some("handshake=1".into()),
+            ..AuthRequest::default()
+        };
+        assert_eq!(forwarded_headers(&request)["cookie"], "mine=1");
+    }
+
+    #[test]
+    fn durations_read_naturally() {
+        assert_eq!(human_duration(Duration::from_secs(5)), "5 s");
+        assert_eq!(human_duration(Duration::from_millis(1500)), "1500 ms");
+    }
+}

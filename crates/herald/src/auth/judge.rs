@@ -1,0 +1,192 @@
+//! Deciding what an auth endpoint's answer means.
+
+use crate::hub::ChannelKind;
+use serde_json::Value;
+
+/// Permission to join, with the presence member the app described (if any).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Grant {
+    /// `channel_data` from the answer, parsed when it came as a JSON string.
+    pub channel_data: Option<Value>,
+}
+
+/// A refusal: the HTTP status (0 when there was no answer) and a sentence saying why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    /// HTTP status of the auth answer, or 0 when none arrived.
+    pub status: u16,
+    /// Why, for the browser and the log.
+    pub reason: String,
+}
+
+impl Refusal {
+    /// A refusal without an HTTP answer (unreachable, timeout).
+    pub fn unanswered(reason: String) -> Refusal {
+        Refusal { status: 0, reason }
+    }
+}
+
+/// Judges an answer. Status 200 grants, as laravel-echo-server does; with `strict`, the body
+/// must also be what Laravel sends: `true` (or an object) for private channels, an object with
+/// `channel_data` for presence channels.
+pub fn judge(kind: ChannelKind, status: u16, body: &[u8], strict: bool) -> Result<Grant, Refusal> {
+    if status != 200 {
+        return Err(Refusal {
+            status,
+            reason: format!("auth endpoint answered {status}{}", status_hint(status)),
+        });
+    }
+    let parsed: Option<Value> = serde_json::from_slice(body).ok();
+    let channel_data = parsed
+        .as_ref()
+        .and_then(|v| v.get("channel_data"))
+        .and_then(|data| match data {
+            Value::String(text) => serde_json::from_str::<Value>(text).ok(),
+            Value::Null => None,
+            other => Some(other.clone()),
+        });
+    if strict {
+        strict_check(kind, parsed.as_ref(), channel_data.as_ref(), body)?;
+    }
+    Ok(Grant { channel_data })
+}
+
+fn strict_check(
+    kind: ChannelKind,
+    parsed: Option<&Value>,
+    channel_data: Option<&Value>,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    let refuse = |what: String| {
+        Err(Refusal {
+            status: 200,
+            reason: format!("strict mode: {what}"),
+        })
+    };
+    let Some(parsed) = parsed else {
+        return refuse(format!("body was not JSON: {}", preview(body)));
+    };
+    if let Some(error) = parsed.get("error") {
+        return refuse(format!("body was an error: {error}"));
+    }
+    match kind {
+        ChannelKind::Presence => match channel_data {
+            Some(data) if data.get("user_id").is_some_and(|id| !id.is_null()) => Ok(()),
+            Some(_) => refuse("channel_data has no user_id".to_owned()),
+            None => refuse(format!(
+                "body has no channel_data for a presence channel: {}",
+                preview(body)
+            )),
+        },
+        _ => match parsed {
+            Value::Bool(true) | Value::Object(_) => Ok(()),
+            other => refuse(format!("body was {other}")),
+        },
+    }
+}
+
+/// What a status usually means for a Laravel app.
+fn status_hint(status: u16) -> &'static str {
+    match status {
+        301 | 302 | 303 | 307 | 308 => {
+            " (a redirect, usually to the login page: the user is not authenticated for that request)"
+        }
+        401 => " (unauthenticated: is the session cookie or bearer token reaching the app?)",
+        403 => " (denied by the channel's callback in routes/channels.php)",
+        404 => {
+            " (no such route: is Broadcast::routes() registered, and are authHost and authEndpoint right?)"
+        }
+        405 => " (method not allowed: authEndpoint must accept POST)",
+        419 => " (CSRF token mismatch: send X-CSRF-TOKEN in auth.headers)",
+        500..=599 => " (the app failed: see its log)",
+        _ => "",
+    }
+}
+
+fn preview(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    let text = text.trim();
+    if text.is_empty() {
+        "(empty)".to_owned()
+    } else if text.chars().count() > 100 {
+        format!("{}…", text.chars().take(100).collect::<String>())
+    } else {
+        text.to_owned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn status_200_grants_whatever_the_body_without_strict() {
+        for body in [&b"true"[..], b"false", b"{\"error\":1}", b"<html>", b""] {
+            assert!(judge(ChannelKind::Private, 200, body, false).is_ok());
+        }
+    }
+
+    #[test]
+    fn other_statuses_refuse_with_a_hint() {
+        let r = judge(ChannelKind::Private, 403, b"", false).expect_err("refused");
+        assert_eq!(r.status, 403);
+        assert!(r.reason.starts_with("auth endpoint answered 403"));
+        assert!(r.reason.contains("routes/channels.php"));
+        let r = judge(ChannelKind::Private, 419, b"", false).expect_err("refused");
+        assert!(r.reason.contains("CSRF"));
+        assert_eq!(
+            judge(ChannelKind::Private, 201, b"true", false)
+                .expect_err("refused")
+                .status,
+            201
+        );
+    }
+
+    #[test]
+    fn channel_data_as_object_or_json_string() {
+        let g = judge(
+            ChannelKind::Presence,
+            200,
+            br#"{"channel_data":{"user_id":1,"user_info":{"name":"A"}}}"#,
+            false,
+        )
+        .expect("granted");
+        assert_eq!(
+            g.channel_data,
+            Some(json!({"user_id":1,"user_info":{"name":"A"}}))
+        );
+        let g = judge(
+            ChannelKind::Presence,
+            200,
+            br#"{"channel_data":"{\"user_id\":\"7\"}"}"#,
+            false,
+        )
+        .expect("granted");
+        assert_eq!(g.channel_data, Some(json!({"user_id":"7"})));
+    }
+
+    #[test]
+    fn strict_mode_requires_what_laravel_sends() {
+        assert!(judge(ChannelKind::Private, 200, b"true", true).is_ok());
+        assert!(judge(ChannelKind::Private, 200, br#"{"auth":"k:s"}"#, true).is_ok());
+        let r = judge(ChannelKind::Private, 200, b"false", true).expect_err("refused");
+        assert_eq!(r.reason, "strict mode: body was false");
+        let r =
+            judge(ChannelKind::Private, 200, br#"{"error":"nope"}"#, true).expect_err("refused");
+        assert_eq!(r.reason, "strict mode: body was an error: \"nope\"");
+        let r = judge(ChannelKind::Private, 200, b"<html>login</html>", true).expect_err("refused");
+        assert!(r.reason.contains("not JSON"));
+        let r = judge(ChannelKind::Presence, 200, b"true", true).expect_err("refused");
+        assert!(r.reason.contains("no channel_data"));
+        assert!(
+            judge(
+                ChannelKind::Presence,
+                200,
+                br#"{"channel_data":{"user_id":1}}"#,
+                true
+            )
+            .is_ok()
+        );
+    }
+}

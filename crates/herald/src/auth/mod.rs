@@ -1,0 +1,10 @@
+//! Channel authorization: asking the Laravel app whether a socket may join a private or
+//! presence channel, and judging the answer so the browser learns why when it may not.
+
+mod host;
+mod http;
+mod judge;
+
+pub use host::select_auth_host;
+pub use http::{AuthRequest, HttpAuthorizer};
+pub use judge::{Grant, Refusal, judge};

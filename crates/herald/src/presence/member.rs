@@ -1,0 +1,118 @@
+//! A stored presence member: laravel-echo-server's `{user_id, user_info, socketId}`.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::HashSet;
+
+/// One socket's presence in a channel, in laravel-echo-server's stored JSON shape.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberEntry {
+    /// The app's user id (number or string, as the app sent it).
+    pub user_id: Value,
+    /// What the channel callback returned about the user.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_info: Option<Value>,
+    /// The socket this entry belongs to.
+    #[serde(rename = "socketId")]
+    pub socket_id: String,
+}
+
+impl MemberEntry {
+    /// From the auth answer's `channel_data`; `None` without a usable `user_id`.
+    pub fn from_channel_data(channel_data: &Value, socket_id: &str) -> Option<MemberEntry> {
+        let user_id = channel_data.get("user_id")?;
+        if !matches!(user_id, Value::String(_) | Value::Number(_)) {
+            return None;
+        }
+        Some(MemberEntry {
+            user_id: user_id.clone(),
+            user_info: channel_data.get("user_info").cloned(),
+            socket_id: socket_id.to_owned(),
+        })
+    }
+
+    /// The member as `presence:leaving` carries it: without `socketId`.
+    pub fn without_socket(&self) -> Value {
+        let mut value = serde_json::json!({ "user_id": self.user_id });
+        if let Some(info) = &self.user_info {
+            value["user_info"] = info.clone();
+        }
+        value
+    }
+
+    /// The member with `socketId`, as `presence:subscribed` and `presence:joining` carry it.
+    pub fn with_socket(&self) -> Value {
+        let mut value = self.without_socket();
+        value["socketId"] = Value::String(self.socket_id.clone());
+        value
+    }
+
+    /// The user id as text, for comparisons (`1` and `"1"` are the same user, as in the
+    /// original's loose `==`).
+    pub fn user_key(&self) -> String {
+        user_key(&self.user_id)
+    }
+}
+
+fn user_key(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// Whether two user ids denote the same user.
+pub fn same_user(a: &Value, b: &Value) -> bool {
+    user_key(a) == user_key(b)
+}
+
+/// Keeps the first entry of each user, in order.
+pub fn dedupe_by_user<'a>(entries: impl Iterator<Item = &'a MemberEntry>) -> Vec<MemberEntry> {
+    let mut seen = HashSet::new();
+    entries
+        .filter(|e| seen.insert(e.user_key()))
+        .cloned()
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn stored_shape_is_laravel_echo_servers() {
+        let m = MemberEntry::from_channel_data(
+            &json!({"user_id": 1, "user_info": {"name": "A"}}),
+            "s1",
+        )
+        .expect("member");
+        assert_eq!(
+            serde_json::to_value(&m).expect("json"),
+            json!({"user_id": 1, "user_info": {"name": "A"}, "socketId": "s1"})
+        );
+        assert_eq!(
+            m.without_socket(),
+            json!({"user_id": 1, "user_info": {"name": "A"}})
+        );
+        assert_eq!(m.with_socket()["socketId"], "s1");
+    }
+
+    #[test]
+    fn user_ids_compare_loosely_and_must_exist() {
+        assert!(same_user(&json!(1), &json!("1")));
+        assert!(!same_user(&json!(1), &json!(2)));
+        assert!(MemberEntry::from_channel_data(&json!({"user_info": {}}), "s").is_none());
+        assert!(MemberEntry::from_channel_data(&json!({"user_id": null}), "s").is_none());
+        assert!(MemberEntry::from_channel_data(&json!(true), "s").is_none());
+    }
+
+    #[test]
+    fn dedupe_keeps_first_per_user() {
+        let a1 = MemberEntry::from_channel_data(&json!({"user_id": 1}), "a1").expect("m");
+        let b = MemberEntry::from_channel_data(&json!({"user_id": 2}), "b").expect("m");
+        let a2 = MemberEntry::from_channel_data(&json!({"user_id": "1"}), "a2").expect("m");
+        let out = dedupe_by_user([a2.clone(), b.clone(), a1].iter());
+        assert_eq!(out, vec![a2, b]);
+    }
+}

@@ -1,0 +1,142 @@
+//! Presence members in Redis, under laravel-echo-server's key `<keyPrefix><channel>:members`
+//! with its JSON array, so existing tooling and `publishPresence` consumers keep working.
+
+use super::{MemberEntry, PresenceStore, StoreError};
+use crate::config::RedisOptions;
+use crate::redis_client;
+use futures_util::future::{BoxFuture, FutureExt};
+use redis::AsyncCommands;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use serde_json::json;
+use std::time::Duration;
+use tokio::sync::OnceCell;
+
+/// Longest a store command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Member lists in Redis.
+pub struct RedisStore {
+    client: redis::Client,
+    connection: OnceCell<ConnectionManager>,
+    key_prefix: String,
+    publish_updates: bool,
+}
+
+impl RedisStore {
+    /// A store on `options` (connects on first use, reconnects by itself).
+    pub fn new(options: &RedisOptions, publish_updates: bool) -> anyhow::Result<RedisStore> {
+        Ok(RedisStore {
+            client: redis_client::client(options)?,
+            connection: OnceCell::new(),
+            key_prefix: options.key_prefix.clone(),
+            publish_updates,
+        })
+    }
+
+    async fn connection(&self) -> Result<ConnectionManager, StoreError> {
+        self.connection
+            .get_or_try_init(|| async {
+                let config = ConnectionManagerConfig::new()
+                    .set_connection_timeout(Some(COMMAND_TIMEOUT))
+                    .set_response_timeout(Some(COMMAND_TIMEOUT))
+                    .set_number_of_retries(2);
+                ConnectionManager::new_lazy_with_config(self.client.clone(), config)
+            })
+            .await
+            .cloned()
+            .map_err(|e| StoreError(e.to_string()))
+    }
+
+    fn key(&self, channel: &str) -> String {
+        format!("{}{channel}:members", self.key_prefix)
+    }
+}
+
+fn store_error(e: impl std::fmt::Display) -> StoreError {
+    StoreError(format!("Redis: {e}"))
+}
+
+async fn bounded<T>(
+    operation: impl Future<Output = redis::RedisResult<T>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(COMMAND_TIMEOUT * 2, operation).await {
+        Ok(result) => result.map_err(store_error),
+        Err(_) => Err(StoreError("Redis: no answer in time".to_owned())),
+    }
+}
+
+impl PresenceStore for RedisStore {
+    fn get<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<MemberEntry>, StoreError>> {
+        async move {
+            let mut connection = self.connection().await?;
+            let raw: Option<String> = bounded(connection.get(self.key(channel))).await?;
+            // A list another program wrote badly is treated as empty, not as an outage.
+            Ok(raw
+                .and_then(|text| serde_json::from_str(&text).ok())
+                .unwrap_or_default())
+        }
+        .boxed()
+    }
+
+    fn set<'a>(
+        &'a self,
+        channel: &'a str,
+        members: &'a [MemberEntry],
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let mut connection = self.connection().await?;
+            let text = serde_json::to_string(members).map_err(store_error)?;
+            bounded(connection.set::<_, _, ()>(self.key(channel), text)).await?;
+            if self.publish_updates {
+                let update =
+                    json!({"event": {"channel": format!("{channel}:members"), "members": members}});
+                bounded(
+                    connection.publish::<_, _, ()>("PresenceChannelUpdated", update.to_string()),
+                )
+                .await?;
+            }
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
+        async move {
+            let mut connection = self.connection().await?;
+            let pattern = format!("{}presence-*:members", escape_glob(&self.key_prefix));
+            let mut channels = Vec::new();
+            let mut cursor: u64 = 0;
+            loop {
+                let (next, keys): (u64, Vec<String>) = bounded(
+                    redis::cmd("SCAN")
+                        .arg(cursor)
+                        .arg("MATCH")
+                        .arg(&pattern)
+                        .arg("COUNT")
+                        .arg(200)
+                        .query_async(&mut connection),
+                )
+                .await?;
+                channels.extend(keys.iter().filter_map(|key| {
+                    key.strip_prefix(self.key_prefix.as_str())?
+                        .strip_suffix(":members")
+                        .map(str::to_owned)
+                }));
+                if next == 0 {
+                    return Ok(channels);
+                }
+                cursor = next;
+            }
+        }
+        .boxed()
+    }
+}
+
+fn escape_glob(text: &str) -> String {
+    text.chars()
+        .flat_map(|c| match c {
+            '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
+            _ => vec![c],
+        })
+        .collect()
+}
