@@ -22,7 +22,7 @@ export const CLIENT_MATRIX = [
 export const describeClient = ({ echo, sio, transport }) => `laravel-echo ${echo}.x + socket.io-client ${sio}.x over ${transport}`;
 
 /** Connects a Laravel Echo instance and waits until its socket is connected. */
-export async function connectEcho(url, { echo = 2, sio = 4, transport = 'websocket', auth } = {}) {
+export async function connectEcho(url, { echo = 2, sio = 4, transport = 'websocket', auth, extraHeaders } = {}) {
   const Echo = echo === 1 ? Echo1 : Echo2;
   const client = sio === 2 ? io2 : io4;
   const instance = new Echo({
@@ -34,6 +34,7 @@ export async function connectEcho(url, { echo = 2, sio = 4, transport = 'websock
     reconnectionDelay: 100,
     reconnectionDelayMax: 500,
     ...(auth ? { auth } : {}),
+    ...(extraHeaders ? { extraHeaders } : {}),
   });
   const socket = instance.connector.socket;
   await waitUntil(() => socket.connected, { what: `${describeClient({ echo, sio, transport })} to connect` });
