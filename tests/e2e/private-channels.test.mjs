@@ -3,7 +3,9 @@
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { startHerald, freePort, sleep, waitUntil } from './lib/harness.mjs';
+import { startHerald, runHerald, scratchDir, freePort, sleep, waitUntil } from './lib/harness.mjs';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { connectEcho, listen, recordAll, waitSubscribed } from './lib/clients.mjs';
 import { startAuthEndpoint, laravelAnswer } from './lib/auth-endpoint.mjs';
 
@@ -220,4 +222,38 @@ test('no client can receive another socket\'s own events by naming its id as a c
     victim.close();
     spy.close();
   }
+});
+
+test('herald doctor --auth-channel sends what a subscribe sends and explains the answer', async () => {
+  const dir = scratchDir();
+  writeFileSync(join(dir, 'laravel-echo-server.json'), JSON.stringify({ authHost: auth.url }));
+  const before = auth.requests.length;
+  const granted = await runHerald(['doctor', '--auth-channel', 'presence-room.1', '--cookie', 'laravel_session=user-9'], { cwd: dir });
+  assert.equal(granted.code, 0, granted.output);
+  assert.match(granted.output, new RegExp(`Auth probe: POST ${auth.url}/broadcasting/auth`));
+  assert.match(granted.output, /Granted \(status 200\)/);
+  assert.match(granted.output, /presence member: \{"user_id":9,"user_info":\{"name":"User 9"\}\}/);
+  const sent = auth.requests[before];
+  assert.equal(sent.headers.cookie, 'laravel_session=user-9');
+  assert.equal(sent.headers['x-requested-with'], 'XMLHttpRequest');
+  assert.equal(sent.form.get('channel_name'), 'presence-room.1');
+
+  const denied = await runHerald(['doctor', '--auth-channel', 'private-orders.1'], { cwd: dir });
+  assert.equal(denied.code, 1);
+  assert.match(denied.output, /Refused: auth endpoint answered 403 \(denied by the channel's callback in routes\/channels\.php\)/);
+
+  auth.answer(() => ({ status: 200, body: { error: 'Unauthenticated.' } }));
+  try {
+    const sloppy = await runHerald(['doctor', '--auth-channel', 'private-orders.1', '--bearer', 'tok'], { cwd: dir });
+    assert.equal(sloppy.code, 0);
+    assert.match(sloppy.output, /With authStrict this would be refused: body was an error/);
+    assert.equal(auth.requests.at(-1).headers.authorization, 'Bearer tok');
+  } finally {
+    auth.answer(laravelAnswer);
+  }
+
+  writeFileSync(join(dir, 'laravel-echo-server.json'), JSON.stringify({ authHost: `http://127.0.0.1:${await freePort()}` }));
+  const down = await runHerald(['doctor', '--auth-channel', 'private-orders.1'], { cwd: dir });
+  assert.equal(down.code, 1);
+  assert.match(down.output, /auth endpoint unreachable: connection refused/);
 });

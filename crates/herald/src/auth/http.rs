@@ -38,6 +38,15 @@ pub struct AuthRequest {
     pub referer: Option<String>,
 }
 
+/// The auth endpoint's answer, before judgement.
+#[derive(Debug, Clone)]
+pub struct AuthAnswer {
+    /// HTTP status.
+    pub status: u16,
+    /// Body (at most 64 KiB).
+    pub body: Vec<u8>,
+}
+
 /// Posts to the Laravel app's auth endpoint.
 #[derive(Clone)]
 pub struct HttpAuthorizer {
@@ -93,6 +102,18 @@ impl HttpAuthorizer {
 
     /// Asks the app; the answer is judged by [`judge`].
     pub async fn authorize(&self, request: &AuthRequest) -> Result<Grant, Refusal> {
+        let answer = self.ask(request).await?;
+        judge(
+            ChannelKind::of(&request.channel),
+            answer.status,
+            &answer.body,
+            self.strict,
+        )
+    }
+
+    /// Sends the request and returns the raw answer (status and at most 64 KiB of body), or
+    /// the refusal when no answer came.
+    pub async fn ask(&self, request: &AuthRequest) -> Result<AuthAnswer, Refusal> {
         let url = self.url_for(request.referer.as_deref());
         let form = [
             ("channel_name", request.channel.as_str()),
@@ -110,12 +131,7 @@ impl HttpAuthorizer {
         let body = read_limited(response)
             .await
             .map_err(|e| self.transport_refusal(&e))?;
-        judge(
-            ChannelKind::of(&request.channel),
-            status,
-            &body,
-            self.strict,
-        )
+        Ok(AuthAnswer { status, body })
     }
 
     fn transport_refusal(&self, error: &reqwest::Error) -> Refusal {

@@ -6,5 +6,5 @@ mod http;
 mod judge;
 
 pub use host::select_auth_host;
-pub use http::{AuthRequest, HttpAuthorizer};
+pub use http::{AuthAnswer, AuthRequest, HttpAuthorizer};
 pub use judge::{Grant, Refusal, judge};

@@ -20,6 +20,21 @@ pub(super) struct DoctorArgs {
     /// How long to watch Redis pub/sub for published events.
     #[arg(long, default_value_t = 5)]
     seconds: u64,
+    /// Instead of Redis: send the auth request a subscribe to this channel would send.
+    #[arg(long, value_name = "CHANNEL")]
+    auth_channel: Option<String>,
+    /// With --auth-channel: the browser's Cookie header (e.g. "laravel_session=…").
+    #[arg(long, requires = "auth_channel")]
+    cookie: Option<String>,
+    /// With --auth-channel: a bearer token, sent as Authorization.
+    #[arg(long, requires = "auth_channel")]
+    bearer: Option<String>,
+    /// With --auth-channel: another header, "Name: value" (repeatable).
+    #[arg(long = "header", requires = "auth_channel")]
+    headers: Vec<String>,
+    /// With --auth-channel: the page's Referer (selects among several authHost).
+    #[arg(long, requires = "auth_channel")]
+    referer: Option<String>,
 }
 
 /// What one watch of Redis saw.
@@ -82,6 +97,16 @@ pub(super) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
     for warning in &loaded.warnings {
         console::warning(warning);
+    }
+    if let Some(channel) = args.auth_channel {
+        let probe = super::doctor_auth::Probe {
+            channel,
+            cookie: args.cookie,
+            bearer: args.bearer,
+            headers: args.headers,
+            referer: args.referer,
+        };
+        return super::doctor_auth::run(&loaded.config, probe);
     }
     let address = redis_client::describe(options);
     console::info(&format!(

@@ -2,6 +2,7 @@
 
 mod client;
 mod doctor;
+mod doctor_auth;
 mod init;
 mod lock;
 mod start;
