@@ -568,6 +568,53 @@ mod tests {
     }
 
     #[test]
+    fn herald_auth_and_whisper_options() {
+        let (c, warnings) = Config::from_merged(&default_options()).expect("valid");
+        assert!(warnings.is_empty());
+        assert_eq!(c.auth.timeout, Duration::from_secs(5));
+        assert!(c.auth.verify_tls && !c.auth.strict);
+        assert_eq!(
+            (c.whispers.max_bytes, c.whispers.rate_per_second),
+            (10_240, 10)
+        );
+        let options = merged(
+            json!({"authTimeout": "1500", "authStrict": true, "authVerifyTls": false,
+            "whisperMaxBytes": 100, "whisperRateLimit": 2}),
+        );
+        let (c, warnings) = Config::from_merged(&options).expect("valid");
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.auth.timeout, Duration::from_millis(1500));
+        assert!(c.auth.strict && !c.auth.verify_tls);
+        assert_eq!((c.whispers.max_bytes, c.whispers.rate_per_second), (100, 2));
+        let errors = Config::from_merged(&merged(json!({"authTimeout": "soon"}))).expect_err("bad");
+        assert_eq!(errors[0].key, "authTimeout");
+    }
+
+    #[test]
+    fn redis_tls_forms() {
+        let (c, _) =
+            Config::from_merged(&merged(json!({"databaseConfig": {"redis": {"tls": true}}})))
+                .expect("valid");
+        assert_eq!(
+            c.redis.tls,
+            Some(RedisTls {
+                ca_pem: None,
+                verify: true
+            })
+        );
+        let options = merged(json!({"databaseConfig": {"redis": {"tls": {
+            "ca": "-----BEGIN CERTIFICATE-----\nx\n-----END CERTIFICATE-----", "rejectUnauthorized": false
+        }}}}));
+        let (c, _) = Config::from_merged(&options).expect("valid");
+        let tls = c.redis.tls.expect("tls");
+        assert!(!tls.verify && tls.ca_pem.is_some_and(|p| p.contains("BEGIN")));
+        let options =
+            merged(json!({"databaseConfig": {"redis": {"tls": {"ca": "/no/such/ca.pem"}}}}));
+        let errors = Config::from_merged(&options).expect_err("unreadable");
+        assert_eq!(errors[0].key, "databaseConfig.redis.tls.ca");
+    }
+
+    #[test]
     fn clients_need_string_ids_and_keys() {
         let options = merged(json!({"clients": [{"appId": 1, "key": "k"}]}));
         let errors = Config::from_merged(&options).expect_err("invalid");
