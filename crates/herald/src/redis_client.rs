@@ -16,6 +16,18 @@ pub fn client(options: &RedisOptions) -> redis::RedisResult<redis::Client> {
     }
 }
 
+/// Escapes glob characters so text matches literally in PSUBSCRIBE and SCAN patterns.
+pub fn escape_glob(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// `host:port`, for log lines (never the password).
 pub fn describe(options: &RedisOptions) -> String {
     format!("{}:{}", host_for_url(&options.host), options.port)
@@ -81,6 +93,12 @@ mod tests {
             key_prefix: String::new(),
             tls: None,
         }
+    }
+
+    #[test]
+    fn prefixes_are_literal_patterns() {
+        assert_eq!(escape_glob("laravel_database_"), "laravel_database_");
+        assert_eq!(escape_glob("a*b?[c]"), "a\\*b\\?\\[c\\]");
     }
 
     #[test]

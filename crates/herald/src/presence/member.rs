@@ -61,6 +61,14 @@ fn user_key(id: &Value) -> String {
     }
 }
 
+/// A stored list as text → entries. A list another program wrote badly counts as empty rather
+/// than as an outage of the store.
+pub fn decode_members(stored: Option<String>) -> Vec<MemberEntry> {
+    stored
+        .and_then(|text| serde_json::from_str(&text).ok())
+        .unwrap_or_default()
+}
+
 /// Whether two user ids denote the same user.
 pub fn same_user(a: &Value, b: &Value) -> bool {
     user_key(a) == user_key(b)

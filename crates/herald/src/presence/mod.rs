@@ -9,7 +9,7 @@ mod redis;
 mod sqlite;
 mod store;
 
-pub use member::{MemberEntry, dedupe_by_user, same_user};
+pub use member::{MemberEntry, decode_members, dedupe_by_user, same_user};
 pub use memory::MemoryStore;
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;

@@ -1,7 +1,7 @@
 //! Presence members in Redis, under laravel-echo-server's key `<keyPrefix><channel>:members`
 //! with its JSON array, so existing tooling and `publishPresence` consumers keep working.
 
-use super::{MemberEntry, PresenceStore, StoreError};
+use super::{MemberEntry, PresenceStore, StoreError, decode_members};
 use crate::config::RedisOptions;
 use crate::redis_client;
 use futures_util::future::{BoxFuture, FutureExt};
@@ -69,11 +69,8 @@ impl PresenceStore for RedisStore {
     fn get<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<MemberEntry>, StoreError>> {
         async move {
             let mut connection = self.connection().await?;
-            let raw: Option<String> = bounded(connection.get(self.key(channel))).await?;
-            // A list another program wrote badly is treated as empty, not as an outage.
-            Ok(raw
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or_default())
+            let stored: Option<String> = bounded(connection.get(self.key(channel))).await?;
+            Ok(decode_members(stored))
         }
         .boxed()
     }
@@ -103,7 +100,10 @@ impl PresenceStore for RedisStore {
     fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         async move {
             let mut connection = self.connection().await?;
-            let pattern = format!("{}presence-*:members", escape_glob(&self.key_prefix));
+            let pattern = format!(
+                "{}presence-*:members",
+                redis_client::escape_glob(&self.key_prefix)
+            );
             let mut channels = Vec::new();
             let mut cursor: u64 = 0;
             loop {
@@ -130,13 +130,4 @@ impl PresenceStore for RedisStore {
         }
         .boxed()
     }
-}
-
-fn escape_glob(text: &str) -> String {
-    text.chars()
-        .flat_map(|c| match c {
-            '*' | '?' | '[' | ']' | '\\' => vec!['\\', c],
-            _ => vec![c],
-        })
-        .collect()
 }

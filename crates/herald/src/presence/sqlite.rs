@@ -1,6 +1,6 @@
 //! Presence members in SQLite, in laravel-echo-server's `key_value` table.
 
-use super::{MemberEntry, PresenceStore, StoreError};
+use super::{MemberEntry, PresenceStore, StoreError, decode_members};
 use futures_util::future::{BoxFuture, FutureExt};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::PathBuf;
@@ -62,13 +62,7 @@ impl PresenceStore for SqliteStore {
             )
             .optional()
         });
-        async move {
-            Ok(read
-                .await?
-                .and_then(|text| serde_json::from_str(&text).ok())
-                .unwrap_or_default())
-        }
-        .boxed()
+        async move { Ok(decode_members(read.await?)) }.boxed()
     }
 
     fn set<'a>(

@@ -145,7 +145,7 @@ impl RedisSource {
         if self.report_unmatched && !self.options.key_prefix.is_empty() {
             "*".to_owned()
         } else {
-            format!("{}*", escape_glob(&self.options.key_prefix))
+            format!("{}*", redis_client::escape_glob(&self.options.key_prefix))
         }
     }
 
@@ -233,28 +233,5 @@ fn panic_message(payload: Box<dyn std::any::Any + Send>) -> String {
         Err(payload) => payload
             .downcast_ref::<&str>()
             .map_or_else(|| "panic".to_owned(), |s| (*s).to_owned()),
-    }
-}
-
-/// Escapes glob characters so a prefix matches literally in PSUBSCRIBE.
-fn escape_glob(prefix: &str) -> String {
-    let mut out = String::with_capacity(prefix.len());
-    for c in prefix.chars() {
-        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
-
-#[cfg(test)]
-mod tests {
-    use super::escape_glob;
-
-    #[test]
-    fn prefixes_are_literal_patterns() {
-        assert_eq!(escape_glob("laravel_database_"), "laravel_database_");
-        assert_eq!(escape_glob("a*b?[c]"), "a\\*b\\?\\[c\\]");
     }
 }
