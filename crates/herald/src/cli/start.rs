@@ -74,7 +74,7 @@ pub(super) fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(crate::server::run(loaded, shutdown_signal()));
+    let result = runtime.block_on(crate::server::run(loaded));
     if wrote_lock {
         lock::release(&lock_path);
     }
@@ -83,26 +83,6 @@ pub(super) fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
         Err(e) => {
             console::error(&format!("Error: {e:#}"));
             Ok(ExitCode::FAILURE)
-        }
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM. SIGHUP is logged and ignored (it used to kill the process).
-async fn shutdown_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-        signal(SignalKind::hangup()),
-    ) else {
-        console::error("Cannot install signal handlers; stop Herald with SIGKILL.");
-        return std::future::pending().await;
-    };
-    loop {
-        tokio::select! {
-            _ = term.recv() => return,
-            _ = int.recv() => return,
-            _ = hup.recv() => console::info("SIGHUP received: nothing to reload."),
         }
     }
 }

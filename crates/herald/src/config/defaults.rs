@@ -43,4 +43,5 @@ pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
     "authStrict",
     "whisperMaxBytes",
     "whisperRateLimit",
+    "shutdownTimeout",
 ];

@@ -66,6 +66,8 @@ pub struct Config {
     pub auth: AuthOptions,
     /// Limits on client events (whispers).
     pub whispers: WhisperOptions,
+    /// Longest a graceful shutdown may take (`shutdownTimeout`, ms).
+    pub shutdown_timeout: Duration,
 }
 
 /// Herald's channel authorization options.
@@ -263,6 +265,8 @@ impl Config {
             rate_per_second: u32::try_from(r.u64("whisperRateLimit", 10, "whispers per second"))
                 .unwrap_or(u32::MAX),
         };
+        let shutdown_timeout =
+            Duration::from_millis(r.u64("shutdownTimeout", 10_000, "a number of milliseconds"));
         let errors = r.into_errors();
         if !errors.is_empty() {
             return Err(errors);
@@ -288,6 +292,7 @@ impl Config {
             redis_source,
             auth,
             whispers,
+            shutdown_timeout,
         };
         Ok((config, warnings))
     }

@@ -2,6 +2,8 @@
 //! shutdown.
 
 mod banner;
+mod signals;
+mod tls;
 
 use crate::api::{self, ExpressCompat};
 use crate::auth::HttpAuthorizer;
@@ -14,13 +16,17 @@ use crate::sources::redis::RedisSource;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::middleware::from_fn_with_state;
-use std::future::Future;
+use axum_server::tls_rustls::RustlsConfig;
+use signals::Signals;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
+
+/// How long a client may take to send its request headers or TLS handshake (slowloris).
+const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// How long start-up waits for the first Redis attempt before saying "Server ready!".
 const REDIS_FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(6);
@@ -50,18 +56,15 @@ pub fn app(
     (router, io)
 }
 
-/// Runs the server until `shutdown` resolves.
-pub async fn run(
-    loaded: LoadedConfig,
-    shutdown: impl Future<Output = ()> + Send + 'static,
-) -> anyhow::Result<()> {
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
+pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     let config = &loaded.config;
     banner::print(&loaded);
-    if config.protocol == ListenProtocol::Https {
-        bail!(
-            "protocol \"https\" is not supported by this Herald build yet: set \"protocol\": \"http\" and terminate TLS in a proxy (see docs/deployment.md)"
-        );
-    }
+    let mut signals = Signals::install()?;
+    let tls = match config.protocol {
+        ListenProtocol::Https => Some(tls::load(&config.tls).await?),
+        ListenProtocol::Http => None,
+    };
     let hub = Arc::new(Hub::new());
     let presence = Arc::new(Presence::new(Presence::store_for(config)?, hub.clone()));
     // In the background: it only drops entries of sockets not connected here, so it is safe
@@ -81,13 +84,13 @@ pub async fn run(
     let ctx = Arc::new(SocketIoContext {
         hub: hub.clone(),
         authorizer: HttpAuthorizer::new(config)?,
-        presence,
+        presence: presence.clone(),
         whispers: config.whispers,
     });
     let search_dirs = search_dirs(&loaded.source);
     let (app, io) = app(config, ctx, search_dirs);
 
-    let listener = bind(config).await?;
+    let listener = bind(config).await?.into_std()?;
     let shown_host = config
         .host
         .clone()
@@ -112,22 +115,81 @@ pub async fn run(
     } else {
         None
     };
+    if let Some(tls) = &tls {
+        tokio::spawn(tls::watch(
+            tls.clone(),
+            config.tls.clone(),
+            signals.hangup.clone(),
+        ));
+    }
+    let handle = axum_server::Handle::new();
+    let mut server = tokio::spawn(serve(listener, tls, handle.clone(), app));
     console::info("\nServer ready!\n");
 
-    let serve = axum::serve(listener, app).with_graceful_shutdown(async move {
-        shutdown.await;
-        console::info("Stopping the Herald server");
-        // Tell every Socket.IO client we are going, so they reconnect elsewhere promptly.
-        io.close().await;
-    });
-    serve
-        .await
-        .context("the HTTP server stopped with an error")?;
+    tokio::select! {
+        _ = signals.terminated() => {}
+        result = &mut server => {
+            // The listener itself failed: nothing to shut down gracefully.
+            result.context("the HTTP server task failed")?.context("the HTTP server stopped")?;
+        }
+    }
+    console::info("Stopping the Herald server");
+    let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    // 1. Stop accepting; in-flight HTTP requests (publishes) finish.
+    handle.graceful_shutdown(Some(config.shutdown_timeout));
+    // 2. Close every Socket.IO connection properly, so clients reconnect elsewhere promptly.
+    let _ = tokio::time::timeout_at(deadline, io.close()).await;
+    let _ = tokio::time::timeout_at(deadline, &mut server).await;
+    // 3. Presence: nothing of this node may linger in a shared store.
+    while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    match tokio::time::timeout_at(deadline, presence.remove_ghosts()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => console::warning(&format!("Could not remove presence members: {e}")),
+        Err(_) => {
+            console::warning("Shutdown timeout reached before presence members were removed.")
+        }
+    }
     if let Some(task) = redis_task {
         task.abort();
     }
     console::info("The Herald server has been stopped.");
     Ok(())
+}
+
+/// Serves `app` on `listener`, over TLS when `tls` is set.
+async fn serve(
+    listener: std::net::TcpListener,
+    tls: Option<RustlsConfig>,
+    handle: axum_server::Handle<SocketAddr>,
+    app: Router,
+) -> std::io::Result<()> {
+    let make_service = app.into_make_service();
+    match tls {
+        None => {
+            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            server.serve(make_service).await
+        }
+        Some(config) => {
+            let mut server = axum_server::from_tcp_rustls(listener, config)?
+                .map(|acceptor| {
+                    acceptor
+                        .handshake_timeout(HEADER_READ_TIMEOUT)
+                        .acceptor(tls::TlsOnly)
+                })
+                .handle(handle);
+            server
+                .http_builder()
+                .http1()
+                .header_read_timeout(HEADER_READ_TIMEOUT);
+            server.serve(make_service).await
+        }
+    }
 }
 
 /// Binds before saying "Running at", and turns bind errors into advice.
