@@ -93,14 +93,27 @@ export function redisCommand(port, ...args) {
   });
 }
 
-/** A throwaway CA and a server certificate for localhost/127.0.0.1, made with openssl. */
+/**
+ * A throwaway CA and a server certificate for localhost/127.0.0.1, made with openssl.
+ * `issue(name)` signs another server certificate with the same CA (for rotation tests);
+ * `encryptKey(keyPath, passphrase)` writes an encrypted PKCS#8 copy of a key.
+ */
 export async function makeCertificates(dir = scratchDir('certs-')) {
   const run = (...args) => execFileAsync('openssl', args, { cwd: dir });
   await run('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'ca.key', '-out', 'ca.crt', '-days', '2', '-subj', '/CN=Herald Test CA');
-  await run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'server.key', '-out', 'server.csr', '-subj', '/CN=localhost');
   writeFileSync(join(dir, 'ext.cnf'), 'subjectAltName=DNS:localhost,IP:127.0.0.1\n');
-  await run('x509', '-req', '-in', 'server.csr', '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', 'server.crt', '-days', '2', '-extfile', 'ext.cnf');
-  return { dir, ca: join(dir, 'ca.crt'), cert: join(dir, 'server.crt'), key: join(dir, 'server.key') };
+  const issue = async (name) => {
+    await run('req', '-newkey', 'rsa:2048', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', `/CN=localhost/O=${name}`);
+    await run('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', 'ext.cnf');
+    return { cert: join(dir, `${name}.crt`), key: join(dir, `${name}.key`) };
+  };
+  const encryptKey = async (keyPath, passphrase) => {
+    const out = `${keyPath}.enc`;
+    await run('pkcs8', '-topk8', '-v2', 'aes-256-cbc', '-in', keyPath, '-out', out, '-passout', `pass:${passphrase}`);
+    return out;
+  };
+  const server = await issue('server');
+  return { dir, ca: join(dir, 'ca.crt'), ...server, issue, encryptKey };
 }
 
 /** Starts `redis-server` on a free port; with `tls` (from makeCertificates) it speaks only TLS. */
