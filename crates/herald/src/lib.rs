@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod console;
 pub mod hub;
+pub mod metrics;
 pub mod prefix;
 pub mod presence;
 pub mod protocol;

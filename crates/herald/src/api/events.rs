@@ -45,7 +45,7 @@ pub(super) async fn publish(
     let socket = request.socket_id.as_deref().map(SocketId::new);
     for channel in &request.channels {
         let publication = Publication::new(channel, &request.name, data.clone(), socket.clone());
-        dispatch(&state.hub, &publication);
+        dispatch(&state.hub, &publication, "http");
     }
     Ok(Json(json!({"message": "ok"})))
 }

@@ -45,6 +45,7 @@ impl ExpressCompat {
 
     /// The middleware: answers `OPTIONS` itself and decorates every response.
     pub async fn handle(State(compat): State<ExpressCompat>, req: Request, next: Next) -> Response {
+        crate::metrics::metrics().http_calls_received.inc();
         let mut response = if req.method() == Method::OPTIONS {
             let allow = if req.uri().path().trim_end_matches('/').ends_with("/events") {
                 "POST"

@@ -102,13 +102,23 @@ impl HttpAuthorizer {
 
     /// Asks the app; the answer is judged by [`judge`].
     pub async fn authorize(&self, request: &AuthRequest) -> Result<Grant, Refusal> {
-        let answer = self.ask(request).await?;
-        judge(
-            ChannelKind::of(&request.channel),
-            answer.status,
-            &answer.body,
-            self.strict,
-        )
+        let started = std::time::Instant::now();
+        let verdict = self.ask(request).await.and_then(|answer| {
+            judge(
+                ChannelKind::of(&request.channel),
+                answer.status,
+                &answer.body,
+                self.strict,
+            )
+        });
+        let outcome = match &verdict {
+            Ok(_) => "granted",
+            Err(refusal) if refusal.status != 0 => "refused",
+            Err(refusal) if refusal.reason.contains("timed out") => "timeout",
+            Err(_) => "unreachable",
+        };
+        crate::metrics::metrics().auth_request(outcome, started.elapsed());
+        verdict
     }
 
     /// Sends the request and returns the raw answer (status and at most 64 KiB of body), or

@@ -44,4 +44,5 @@ pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
     "whisperMaxBytes",
     "whisperRateLimit",
     "shutdownTimeout",
+    "metricsPort",
 ];

@@ -68,6 +68,8 @@ pub struct Config {
     pub whispers: WhisperOptions,
     /// Longest a graceful shutdown may take (`shutdownTimeout`, ms).
     pub shutdown_timeout: Duration,
+    /// Serve `/metrics`, `/health` and `/ready` on this port instead of the main one.
+    pub metrics_port: Option<u16>,
 }
 
 /// Herald's channel authorization options.
@@ -267,6 +269,23 @@ impl Config {
         };
         let shutdown_timeout =
             Duration::from_millis(r.u64("shutdownTimeout", 10_000, "a number of milliseconds"));
+        let metrics_port = match r.get("metricsPort") {
+            None => None,
+            Some(value) => {
+                let text = value
+                    .as_str()
+                    .map_or_else(|| value.to_string(), str::to_owned);
+                let port = parse_port(&text);
+                if port.is_none() {
+                    r.fail(
+                        "metricsPort",
+                        value,
+                        "a port number, or null to use the main port",
+                    );
+                }
+                port
+            }
+        };
         let errors = r.into_errors();
         if !errors.is_empty() {
             return Err(errors);
@@ -293,6 +312,7 @@ impl Config {
             auth,
             whispers,
             shutdown_timeout,
+            metrics_port,
         };
         Ok((config, warnings))
     }

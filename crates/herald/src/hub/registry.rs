@@ -1,6 +1,7 @@
 //! The sharded channel registry and the fan-out loop.
 
 use super::{Delivery, Publication, SocketId, Subscriber};
+use crate::metrics::metrics;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -101,6 +102,7 @@ impl Hub {
             return false;
         }
         subscribers.insert(id, subscriber);
+        metrics().subscriptions.inc();
         true
     }
 
@@ -114,7 +116,20 @@ impl Hub {
         if subscribers.is_empty() {
             shard.channels.remove(channel);
         }
+        if removed {
+            metrics().subscriptions.dec();
+        }
         removed
+    }
+
+    /// Drops every subscription (at shutdown, once connections are closed).
+    pub fn unsubscribe_all(&self) {
+        for shard in self.shards.iter() {
+            let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
+            let removed: usize = shard.channels.values().map(HashMap::len).sum();
+            shard.channels.clear();
+            metrics().subscriptions.dec_by(removed as i64);
+        }
     }
 
     /// Whether a connection is subscribed to `channel`.
@@ -144,7 +159,14 @@ impl Hub {
             }
         }
         drop(shard);
+        // Counted once per publish, not per recipient: shared counters touched N times per
+        // fan-out would bounce their cache line between cores.
         self.deliveries.fetch_add(queued as u64, Ordering::Relaxed);
+        let metrics = metrics();
+        metrics.ws_messages_sent.inc_by(queued as u64);
+        metrics
+            .socket_transmitted_bytes
+            .inc_by((queued * publication.data.get().len()) as u64);
         queued
     }
 

@@ -2,6 +2,7 @@
 //! shutdown.
 
 mod banner;
+mod probes;
 mod signals;
 mod tls;
 
@@ -32,12 +33,16 @@ const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
 const REDIS_FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(6);
 
 /// Builds the HTTP application: Socket.IO under its path, the API everywhere else.
-pub fn app(
+fn app(
     config: &Config,
     ctx: Arc<SocketIoContext>,
     search_dirs: Vec<PathBuf>,
+    probes: Option<Router>,
 ) -> (Router, socketioxide::SocketIo) {
-    let api = api::router(config, ctx.hub.clone(), ctx.presence.clone());
+    let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone());
+    if let Some(probes) = probes {
+        api = api.merge(probes);
+    }
     let (socketio_layer, io) = socketio::build(&config.socketio, ctx);
     let api = api.fallback(api::not_found).layer(from_fn_with_state(
         ExpressCompat::new(config),
@@ -87,8 +92,31 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         presence: presence.clone(),
         whispers: config.whispers,
     });
+    let redis_source = config.subscribers.redis.then(|| {
+        RedisSource::new(
+            config.redis.clone(),
+            hub.clone(),
+            config.dev_mode && config.redis_source.warn_unmatched_prefix,
+        )
+    });
+    let readiness = probes::Readiness {
+        redis: redis_source.as_ref().map(RedisSource::state),
+        shutting_down: Arc::default(),
+    };
+    let probes = probes::router(readiness.clone());
+    let (main_probes, metrics_listener) = match config.metrics_port {
+        None => (Some(probes), None),
+        Some(port) => {
+            let listener = bind(&Config {
+                port,
+                ..config.clone()
+            })
+            .await?;
+            (None, Some((listener, probes)))
+        }
+    };
     let search_dirs = search_dirs(&loaded.source);
-    let (app, io) = app(config, ctx, search_dirs);
+    let (app, io) = app(config, ctx, search_dirs, main_probes);
 
     let listener = bind(config).await?.into_std()?;
     let shown_host = config
@@ -102,12 +130,20 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     if config.subscribers.http {
         console::success("Listening for http events...");
     }
-    let redis_task = if config.subscribers.redis {
-        let source = RedisSource::new(
-            config.redis.clone(),
-            hub.clone(),
-            config.dev_mode && config.redis_source.warn_unmatched_prefix,
-        );
+    if let Some((listener, probes)) = metrics_listener {
+        if let Ok(address) = listener.local_addr() {
+            console::success(&format!(
+                "Metrics, health and readiness on port {}",
+                address.port()
+            ));
+        }
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, probes).await {
+                console::error(&format!("The metrics listener stopped: {e}"));
+            }
+        });
+    }
+    let redis_task = if let Some(source) = redis_source {
         let (tx, rx) = oneshot::channel();
         let task = tokio::spawn(source.supervise(tx));
         let _ = tokio::time::timeout(REDIS_FIRST_ATTEMPT_WAIT, rx).await;
@@ -134,16 +170,19 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         }
     }
     console::info("Stopping the Herald server");
+    readiness
+        .shutting_down
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
     // 1. Stop accepting; in-flight HTTP requests (publishes) finish.
     handle.graceful_shutdown(Some(config.shutdown_timeout));
     // 2. Close every Socket.IO connection properly, so clients reconnect elsewhere promptly.
     let _ = tokio::time::timeout_at(deadline, io.close()).await;
     let _ = tokio::time::timeout_at(deadline, &mut server).await;
-    // 3. Presence: nothing of this node may linger in a shared store.
-    while hub.connection_count() > 0 && tokio::time::Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    // 3. Presence: nothing of this node may linger in a shared store. socketioxide does not
+    //    run disconnect handlers when the whole server closes, so drop every subscription
+    //    here; then every stored member of this node is a ghost.
+    hub.unsubscribe_all();
     match tokio::time::timeout_at(deadline, presence.remove_ghosts()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => console::warning(&format!("Could not remove presence members: {e}")),

@@ -104,6 +104,7 @@ impl RedisSource {
             match self.subscribe().await {
                 Ok(pubsub) => {
                     self.state.subscribed.store(true, Ordering::Relaxed);
+                    crate::metrics::metrics().redis_source_up.set(1);
                     if ever_connected {
                         console::success(&format!(
                             "Redis connection to {address} restored; listening for redis events again."
@@ -118,6 +119,7 @@ impl RedisSource {
                     }
                     let Ended::ConnectionLost(reason) = self.consume(pubsub).await;
                     self.state.subscribed.store(false, Ordering::Relaxed);
+                    crate::metrics::metrics().redis_source_up.set(0);
                     console::warning(&format!(
                         "Lost the Redis connection to {address} ({reason}); reconnecting. Events published meanwhile are lost."
                     ));
@@ -207,7 +209,7 @@ impl RedisSource {
         };
         console::dev_plain(&format!("Channel: {full_channel}"));
         console::dev_plain(&format!("Event: {}", message.event));
-        dispatch(&self.hub, &message.into_publication(channel));
+        dispatch(&self.hub, &message.into_publication(channel), "redis");
     }
 
     /// devMode only: a Laravel-looking message whose channel the configured prefix gets wrong.

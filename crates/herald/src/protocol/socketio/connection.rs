@@ -9,6 +9,7 @@ use super::subscriber::SocketIoSubscriber;
 use crate::auth::{AuthRequest, Refusal};
 use crate::console;
 use crate::hub::{ChannelKind, Publication, PublicationKind, SocketId, validate_channel_name};
+use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::JoinError;
 use serde_json::{Value, json};
 use socketioxide::extract::SocketRef;
@@ -42,6 +43,8 @@ struct State {
 pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
     let id = SocketId::new(socket.id.as_str());
     ctx.hub.connection_opened();
+    metrics().connected.get_or_create(&SOCKETIO).inc();
+    metrics().new_connections.get_or_create(&SOCKETIO).inc();
     let headers = &socket.req_parts().headers;
     let header = |name: http::HeaderName| {
         headers
@@ -83,6 +86,8 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
     socket.on_disconnect(async move |reason: DisconnectReason| {
         c.leave_all(leave_reason(reason));
         c.ctx.hub.connection_closed();
+        metrics().connected.get_or_create(&SOCKETIO).dec();
+        metrics().new_disconnections.get_or_create(&SOCKETIO).inc();
     });
 }
 
@@ -294,7 +299,7 @@ impl Connection {
             request.data,
             Some(self.id.clone()),
         );
-        self.ctx.hub.publish(&publication);
+        crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
     }
 
     fn check_whisper(&self, request: &WhisperRequest) -> Result<(), String> {

@@ -29,6 +29,10 @@ where
         value: socketioxide::handler::Value,
         ack_id: Option<i64>,
     ) {
+        crate::metrics::metrics()
+            .ws_messages_received
+            .get_or_create(&crate::metrics::SOCKETIO)
+            .inc();
         let socket_ref = SocketRef::from(socket.clone());
         let payload = match TryData::<Value>::from_message(socket, value, ack_id) {
             Ok(TryData(Ok(payload))) => payload,

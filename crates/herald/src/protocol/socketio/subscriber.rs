@@ -28,6 +28,7 @@ impl SocketIoSubscriber {
         if self.closing.swap(true, Ordering::AcqRel) {
             return;
         }
+        crate::metrics::metrics().slow_disconnections.inc();
         let socket = self.socket.clone();
         let id = self.id.clone();
         tokio::spawn(async move {
@@ -56,6 +57,7 @@ impl Subscriber for SocketIoSubscriber {
         match self.socket.emit(event, &args) {
             Ok(()) => Delivery::Queued,
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
+                crate::metrics::metrics().queue_drops.inc();
                 self.disconnect_slow_client();
                 Delivery::Overflow
             }
