@@ -80,12 +80,9 @@ impl Metrics {
             http_calls_received: Counter::default(),
             subscriptions: Gauge::default(),
             auth_requests: Family::default(),
-            auth_request_duration: Histogram::new(
-                [
-                    0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-                ]
-                .into_iter(),
-            ),
+            auth_request_duration: Histogram::new([
+                0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
             redis_source_up: Gauge::default(),
             queue_drops: Counter::default(),
             slow_disconnections: Counter::default(),
