@@ -1,7 +1,7 @@
 //! `POST /apps/{appId}/events`: the HTTP broadcast source.
 
 use super::app_auth::AuthorizedApp;
-use super::{ApiError, ApiState, MAX_EVENT_BODY_BYTES};
+use super::{ApiError, ApiState};
 use crate::console;
 use crate::hub::{Publication, SocketId, validate_channel_name};
 use crate::sources::dispatch;
@@ -34,7 +34,7 @@ pub(super) async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(MAX_EVENT_BODY_BYTES),
+        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(state.max_event_bytes),
         other => ApiError::BadRequest(other.body_text()),
     })?;
     let request = parse_event_request(&body)?;

@@ -18,9 +18,6 @@ use axum::routing::{get, post};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Largest `POST /events` body accepted, in bytes.
-pub const MAX_EVENT_BODY_BYTES: usize = 1024 * 1024;
-
 /// What the API handlers need.
 #[derive(Clone)]
 pub struct ApiState {
@@ -32,6 +29,8 @@ pub struct ApiState {
     pub clients: Arc<[ApiClient]>,
     /// When the server started, for `uptime`.
     pub started: Instant,
+    /// Largest event body accepted.
+    pub max_event_bytes: usize,
 }
 
 /// The API routes, with `POST /apps/{appId}/events` only when the HTTP subscriber is on.
@@ -41,6 +40,7 @@ pub fn router(config: &Config, hub: Arc<Hub>, presence: Arc<Presence>) -> Router
         presence,
         clients: config.clients.clone().into(),
         started: Instant::now(),
+        max_event_bytes: config.limits.max_event_bytes,
     };
     let mut router = Router::new()
         .route("/", get(reads::root))
@@ -51,7 +51,7 @@ pub fn router(config: &Config, hub: Arc<Hub>, presence: Arc<Presence>) -> Router
     if config.subscribers.http {
         router = router.route(
             "/apps/{app_id}/events",
-            post(events::publish).layer(DefaultBodyLimit::max(MAX_EVENT_BODY_BYTES)),
+            post(events::publish).layer(DefaultBodyLimit::max(config.limits.max_event_bytes)),
         );
     }
     router.with_state(state)

@@ -45,4 +45,5 @@ pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
     "whisperRateLimit",
     "shutdownTimeout",
     "metricsPort",
+    "limits",
 ];

@@ -70,6 +70,19 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Serve `/metrics`, `/health` and `/ready` on this port instead of the main one.
     pub metrics_port: Option<u16>,
+    /// Resource limits.
+    pub limits: Limits,
+}
+
+/// Herald's `limits` object: every bound in one place, with safe defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Open client connections per process (`limits.maxConnections`).
+    pub max_connections: usize,
+    /// Channels one connection may be subscribed to (`limits.maxChannelsPerConnection`).
+    pub max_channels_per_connection: usize,
+    /// Largest event: HTTP API body, Redis message (`limits.maxEventBytes`).
+    pub max_event_bytes: usize,
 }
 
 /// Herald's channel authorization options.
@@ -286,6 +299,16 @@ impl Config {
                 port
             }
         };
+        let limits = Limits {
+            max_connections: r.u64("limits.maxConnections", 100_000, "a number of connections")
+                as usize,
+            max_channels_per_connection: r.u64(
+                "limits.maxChannelsPerConnection",
+                1_000,
+                "a number of channels",
+            ) as usize,
+            max_event_bytes: r.u64("limits.maxEventBytes", 1_048_576, "a number of bytes") as usize,
+        };
         let errors = r.into_errors();
         if !errors.is_empty() {
             return Err(errors);
@@ -313,6 +336,7 @@ impl Config {
             whispers,
             shutdown_timeout,
             metrics_port,
+            limits,
         };
         Ok((config, warnings))
     }

@@ -39,6 +39,7 @@ fn app(
     search_dirs: Vec<PathBuf>,
     probes: Option<Router>,
 ) -> (Router, socketioxide::SocketIo) {
+    let hub = ctx.hub.clone();
     let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone());
     if let Some(probes) = probes {
         api = api.merge(probes);
@@ -55,7 +56,12 @@ fn app(
     let router = Router::new()
         .fallback_service(socketio_and_api)
         .layer(from_fn_with_state(
-            SocketIoHttpLayer::new(config.socketio.clone(), search_dirs),
+            SocketIoHttpLayer::new(
+                config.socketio.clone(),
+                search_dirs,
+                hub,
+                config.limits.max_connections,
+            ),
             SocketIoHttpLayer::handle,
         ));
     (router, io)
@@ -91,12 +97,14 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         authorizer: HttpAuthorizer::new(config)?,
         presence: presence.clone(),
         whispers: config.whispers,
+        limits: config.limits,
     });
     let redis_source = config.subscribers.redis.then(|| {
         RedisSource::new(
             config.redis.clone(),
             hub.clone(),
             config.dev_mode && config.redis_source.warn_unmatched_prefix,
+            config.limits.max_event_bytes,
         )
     });
     let readiness = probes::Readiness {

@@ -48,6 +48,8 @@ pub struct RedisSource {
     /// In devMode: subscribe to every channel and report those the prefix would never match.
     report_unmatched: bool,
     reported_prefixes: HashSet<String>,
+    max_event_bytes: usize,
+    last_oversize_warning: Option<std::time::Instant>,
 }
 
 /// How a subscription ended.
@@ -57,13 +59,20 @@ enum Ended {
 
 impl RedisSource {
     /// A source for `options`; `report_unmatched` turns on devMode's prefix warnings.
-    pub fn new(options: RedisOptions, hub: Arc<Hub>, report_unmatched: bool) -> RedisSource {
+    pub fn new(
+        options: RedisOptions,
+        hub: Arc<Hub>,
+        report_unmatched: bool,
+        max_event_bytes: usize,
+    ) -> RedisSource {
         RedisSource {
             options,
             hub,
             state: Arc::default(),
             report_unmatched,
             reported_prefixes: HashSet::new(),
+            max_event_bytes,
+            last_oversize_warning: None,
         }
     }
 
@@ -187,6 +196,20 @@ impl RedisSource {
     }
 
     fn handle(&mut self, full_channel: &str, payload: &[u8]) {
+        if payload.len() > self.max_event_bytes {
+            let quiet = self
+                .last_oversize_warning
+                .is_some_and(|at| at.elapsed() < Duration::from_secs(60));
+            if !quiet {
+                self.last_oversize_warning = Some(std::time::Instant::now());
+                console::warning(&format!(
+                    "Dropped a {} byte message on Redis channel {full_channel}: larger than limits.maxEventBytes ({}). (Said at most once a minute.)",
+                    payload.len(),
+                    self.max_event_bytes
+                ));
+            }
+            return;
+        }
         let prefix = &self.options.key_prefix;
         let Some(channel) = full_channel.strip_prefix(prefix.as_str()) else {
             self.report_prefix_mismatch(full_channel, payload);

@@ -113,6 +113,14 @@ impl Connection {
             refuse(socket, &request.channel, 400, &reason);
             return;
         }
+        if let Some(reason) = self.over_channel_limit(&request.channel) {
+            console::dev(&format!(
+                "{} could not join {}: {reason}",
+                self.id, request.channel
+            ));
+            refuse(socket, &request.channel, 429, &reason);
+            return;
+        }
         if !ChannelKind::of(&request.channel).needs_authorization() {
             if self.join(&request.channel, None) {
                 console::dev(&format!("{} joined channel: {}", self.id, request.channel));
@@ -131,6 +139,18 @@ impl Connection {
         let connection = self.clone();
         let socket = socket.clone();
         tokio::spawn(async move { connection.authorize(socket, request, ticket).await });
+    }
+
+    /// `limits.maxChannelsPerConnection`, counting channels joined and being authorized.
+    fn over_channel_limit(&self, channel: &str) -> Option<String> {
+        let state = self.state();
+        let state = state.as_ref()?;
+        let limit = self.ctx.limits.max_channels_per_connection;
+        let held = state.joined.len() + state.pending.len();
+        let already = state.joined.contains(channel) || state.pending.contains_key(channel);
+        (!already && held >= limit).then(|| {
+            format!("this connection is subscribed to {held} channels, the limit (limits.maxChannelsPerConnection)")
+        })
     }
 
     /// Joins `channel` in the Hub unless the socket is gone, or `ticket` is no longer the

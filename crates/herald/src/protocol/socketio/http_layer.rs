@@ -2,6 +2,7 @@
 //! the `io` cookie, the `origins` check and serving `/socket.io/socket.io.js`.
 
 use crate::config::SocketIoOptions;
+use crate::hub::Hub;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::middleware::Next;
@@ -23,16 +24,26 @@ struct Inner {
     prefix: String,
     options: SocketIoOptions,
     search_dirs: Vec<PathBuf>,
+    hub: Arc<Hub>,
+    max_connections: usize,
 }
 
 impl SocketIoHttpLayer {
-    /// Built from the `socketio` options; `search_dirs` are where `node_modules` may be.
-    pub fn new(options: SocketIoOptions, search_dirs: Vec<PathBuf>) -> SocketIoHttpLayer {
+    /// Built from the `socketio` options; `search_dirs` are where `node_modules` may be;
+    /// handshakes beyond `max_connections` open connections (counted by `hub`) get a 503.
+    pub fn new(
+        options: SocketIoOptions,
+        search_dirs: Vec<PathBuf>,
+        hub: Arc<Hub>,
+        max_connections: usize,
+    ) -> SocketIoHttpLayer {
         SocketIoHttpLayer {
             inner: Arc::new(Inner {
                 prefix: format!("{}/", options.path),
                 options,
                 search_dirs,
+                hub,
+                max_connections,
             }),
         }
     }
@@ -68,6 +79,9 @@ impl SocketIoHttpLayer {
         let is_handshake = !query_has(req.uri().query(), "sid");
         if is_handshake && !inner.origin_allowed(origin.as_ref()) {
             return forbidden();
+        }
+        if is_handshake && inner.hub.connection_count() >= inner.max_connections {
+            return at_capacity(inner.max_connections);
         }
         let is_polling = query_has_value(req.uri().query(), "transport", "polling");
         let mut response = next.run(req).await;
@@ -196,6 +210,20 @@ fn add_cors(headers: &mut HeaderMap, origin: Option<&HeaderValue>) {
     }
 }
 
+/// Too many connections: 503, so clients back off and retry (or a balancer tries another node).
+fn at_capacity(limit: usize) -> Response {
+    let body = serde_json::json!({
+        "code": 5,
+        "message": format!("Herald is at its connection limit ({limit}, limits.maxConnections); retry later"),
+    });
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
+}
+
 fn forbidden() -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -262,7 +290,7 @@ mod tests {
             origins: Some(vec!["app.test:*".into(), "*:8080".into()]),
             ..crate::config::Config::embedded_defaults().socketio
         };
-        let layer = SocketIoHttpLayer::new(options, vec![]);
+        let layer = SocketIoHttpLayer::new(options, vec![], Arc::new(Hub::new()), 10);
         let ok = |o: &str| {
             layer
                 .inner

@@ -12,9 +12,11 @@ pub use events::is_reserved_event_name;
 pub use http_layer::{SocketIoHttpLayer, client_bundle_path};
 
 use crate::auth::HttpAuthorizer;
-use crate::config::{SocketIoOptions, Transport, WhisperOptions};
+use crate::config::{Limits, SocketIoOptions, Transport, WhisperOptions};
 use crate::hub::Hub;
 use crate::presence::Presence;
+use socketioxide::extract::SocketRef;
+use socketioxide::handler::ConnectHandler;
 use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use std::sync::Arc;
@@ -32,6 +34,8 @@ pub struct SocketIoContext {
     pub presence: Arc<Presence>,
     /// Whisper limits.
     pub whispers: WhisperOptions,
+    /// Connection and subscription limits.
+    pub limits: Limits,
 }
 
 /// Builds the socketioxide layer from `socketio` options and attaches Echo's event handlers.
@@ -42,18 +46,22 @@ pub fn build(options: &SocketIoOptions, ctx: Arc<SocketIoContext>) -> (SocketIoL
         .ping_timeout(options.ping_timeout)
         .upgrade_timeout(options.upgrade_timeout)
         .max_payload(options.max_http_buffer_size)
-        .max_buffer_size(SEND_QUEUE_PACKETS);
+        .max_buffer_size(SEND_QUEUE_PACKETS)
+        // A handshake that never sends CONNECT holds a session: bound how long.
+        .connect_timeout(std::time::Duration::from_secs(10));
     let builder = match options.transports.as_slice() {
         [Transport::Polling] => builder.transports([TransportType::Polling]),
         [Transport::Websocket] => builder.transports([TransportType::Websocket]),
         _ => builder.transports([TransportType::Polling, TransportType::Websocket]),
     };
     let (layer, io) = builder.build_layer();
-    io.ns(
-        "/",
-        async move |socket: socketioxide::extract::SocketRef| {
-            connection::on_connect(socket, ctx.clone())
-        },
-    );
+    // Echo's handlers are registered in a connect *middleware*: socketioxide awaits it before
+    // it acknowledges CONNECT, whereas the connect handler runs in a spawned task after the
+    // acknowledgement, when a fast client may already have sent `subscribe`.
+    let register = async move |socket: SocketRef| {
+        connection::on_connect(socket, ctx.clone());
+        Ok::<(), std::convert::Infallible>(())
+    };
+    io.ns("/", { async || () }.with(register));
     (layer, io)
 }
