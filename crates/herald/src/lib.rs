@@ -16,3 +16,5 @@ pub mod protocol;
 pub mod redis_client;
 pub mod server;
 pub mod sources;
+#[cfg(test)]
+mod test_support;

@@ -22,6 +22,15 @@ pub fn implied_prefix(channel: &str) -> Option<String> {
 mod tests {
     use super::implied_prefix;
 
+    proptest::proptest! {
+        #[test]
+        fn fuzz_implied_prefix(channel in ".{0,60}") {
+            if let Some(prefix) = implied_prefix(&channel) {
+                proptest::prop_assert!(channel.starts_with(&prefix));
+            }
+        }
+    }
+
     #[test]
     fn finds_laravel_prefixes() {
         assert_eq!(

@@ -122,6 +122,13 @@ mod tests {
         assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn fuzz_percent_decode(text in ".{0,64}") {
+            let _ = percent_decode(&text);
+        }
+    }
+
     #[test]
     fn percent_decoding_never_panics() {
         assert_eq!(percent_decode("%"), "%");

@@ -141,6 +141,18 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Never panics; accepted requests name 1–100 valid channels and JSON data.
+        #[test]
+        fn fuzz_event_request(body in crate::test_support::arb_payload()) {
+            if let Ok(r) = parse_event_request(&body) {
+                proptest::prop_assert!(r.channels.len() <= MAX_CHANNELS_PER_EVENT);
+                proptest::prop_assert!(r.channels.iter().all(|c| validate_channel_name(c).is_ok()));
+                proptest::prop_assert!(serde_json::from_str::<Value>(&r.data).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn echo_server_shape() {
         let r = parse(r#"{"channel":"orders","name":"Shipped","data":{"id":1},"socket_id":"s1"}"#)

@@ -74,6 +74,14 @@ mod tests {
         assert_eq!(select_auth_host(&h, Some("garbage")), "http://a.test");
     }
 
+    proptest::proptest! {
+        #[test]
+        fn fuzz_referer(referer in ".{0,80}") {
+            let h = hosts(&["http://a.test", ".b.test"]);
+            let _ = select_auth_host(&h, Some(&referer));
+        }
+    }
+
     #[test]
     fn no_hosts_means_localhost() {
         assert_eq!(select_auth_host(&[], None), "http://localhost");

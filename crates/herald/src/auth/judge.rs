@@ -120,6 +120,17 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    proptest::proptest! {
+        /// Any answer is judged without panicking; strict grants imply normal grants.
+        #[test]
+        fn fuzz_judge(status in 0u16..600, body in crate::test_support::arb_payload(), presence: bool) {
+            let kind = if presence { ChannelKind::Presence } else { ChannelKind::Private };
+            let strict = judge(kind, status, &body, true);
+            let normal = judge(kind, status, &body, false);
+            proptest::prop_assert!(strict.is_err() || normal.is_ok());
+        }
+    }
+
     #[test]
     fn status_200_grants_whatever_the_body_without_strict() {
         for body in [&b"true"[..], b"false", b"{\"error\":1}", b"<html>", b""] {

@@ -663,6 +663,14 @@ mod tests {
         assert_eq!(errors[0].key, "databaseConfig.redis.tls.ca");
     }
 
+    proptest::proptest! {
+        /// Any JSON object as a config file is either valid or a list of errors, never a panic.
+        #[test]
+        fn fuzz_config(file in crate::test_support::arb_json()) {
+            let _ = Config::from_merged(&merged(file));
+        }
+    }
+
     #[test]
     fn clients_need_string_ids_and_keys() {
         let options = merged(json!({"clients": [{"appId": 1, "key": "k"}]}));

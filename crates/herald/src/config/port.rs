@@ -31,6 +31,15 @@ mod tests {
         assert_eq!(parse_port("80"), Some(80));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn fuzz_port(raw in ".{0,20}") {
+            if let Some(port) = parse_port(&raw) {
+                proptest::prop_assert!(port >= 10);
+            }
+        }
+    }
+
     #[test]
     fn refuses_what_it_would_have_mangled() {
         assert_eq!(parse_port("8"), None);

@@ -97,6 +97,17 @@ mod tests {
         assert_eq!(m.data.get(), "null");
     }
 
+    proptest::proptest! {
+        /// Never panics; whatever it accepts has a non-empty event and valid JSON data.
+        #[test]
+        fn fuzz_laravel_message(payload in crate::test_support::arb_payload()) {
+            if let Ok(m) = parse_laravel_message(&payload) {
+                proptest::prop_assert!(!m.event.is_empty());
+                proptest::prop_assert!(serde_json::from_str::<serde_json::Value>(m.data.get()).is_ok());
+            }
+        }
+    }
+
     #[test]
     fn garbage_is_refused_with_a_reason() {
         assert!(matches!(

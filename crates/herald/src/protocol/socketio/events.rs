@@ -188,6 +188,17 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Neither parser panics on any JSON a client can send.
+        #[test]
+        fn fuzz_client_payloads(payload in crate::test_support::arb_json()) {
+            let _ = parse_channel_request(payload.clone());
+            if let Ok(w) = parse_whisper(payload) {
+                proptest::prop_assert!(!w.event.is_empty());
+            }
+        }
+    }
+
     #[test]
     fn reserved_names() {
         assert!(is_reserved_event_name("disconnect"));

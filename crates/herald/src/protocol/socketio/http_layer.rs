@@ -302,6 +302,17 @@ mod tests {
         assert!(layer.inner.origin_allowed(None));
     }
 
+    proptest::proptest! {
+        #[test]
+        fn fuzz_open_packet_and_queries(body in crate::test_support::arb_payload(), query in ".{0,80}") {
+            if let Some(sid) = session_id_in_open_packet(&body) {
+                proptest::prop_assert!(sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
+            }
+            let _ = query_has(Some(&query), "sid");
+            let _ = query_has_value(Some(&query), "transport", "polling");
+        }
+    }
+
     #[test]
     fn query_helpers() {
         assert!(query_has(Some("EIO=4&transport=polling&sid=abc"), "sid"));
