@@ -15,7 +15,7 @@ pub fn parse_port(raw: &str) -> Option<u16> {
     if !(2..=5).contains(&digits.len()) {
         return None;
     }
-    digits.parse::<u16>().ok().filter(|p| *p != 0)
+    digits.parse::<u16>().ok().filter(|p| *p >= 10)
 }
 
 #[cfg(test)]
