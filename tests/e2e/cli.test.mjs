@@ -231,6 +231,9 @@ test('logFormat json: one JSON object per line, devMode lines included', async (
   const messages = records.map((r) => r.message);
   assert.ok(messages.includes('Server ready!'), messages.join('\n'));
   assert.ok(messages.some((m) => /^\[.*\] - \S+ joined channel: json-logs$/.test(m)));
+  const joined = records.find((r) => / joined channel: json-logs$/.test(r.message));
+  assert.match(joined.socket_id, /^[\w-]{16}$/, 'connection lines carry the connection id as a field');
+  assert.ok(joined.message.includes(joined.socket_id));
 });
 
 test('a port in use is a clear error, not a crash after "Running at"', async () => {

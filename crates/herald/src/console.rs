@@ -134,6 +134,20 @@ pub fn dev(message: &str) {
     }
 }
 
+/// A devMode line about one connection: as [`dev`] in text; in JSON the connection's id is
+/// also a `socket_id` field, so log pipelines can follow one client.
+pub fn dev_for(socket_id: &str, message: &str) {
+    if !dev_mode() {
+        return;
+    }
+    match console().format {
+        LogFormat::Json => {
+            tracing::info!(target: "herald", socket_id, "[{}] - {message}", now_iso())
+        }
+        LogFormat::Text => emit(Kind::Info, &format!("[{}] - {message}", now_iso())),
+    }
+}
+
 /// A devMode line without the timestamp (e.g. `Channel: …`).
 pub fn dev_plain(message: &str) {
     if dev_mode() {

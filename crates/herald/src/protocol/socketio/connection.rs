@@ -73,7 +73,10 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
         InOrder(
             move |_: &SocketRef, payload| match parse_channel_request(payload) {
                 Ok(request) => c.leave(&request.channel, "unsubscribed"),
-                Err(e) => console::dev(&format!("{} sent an unusable unsubscribe: {e}", c.id)),
+                Err(e) => console::dev_for(
+                    c.id.as_str(),
+                    &format!("{} sent an unusable unsubscribe: {e}", c.id),
+                ),
             },
         ),
     );
@@ -100,30 +103,36 @@ impl Connection {
         let request = match parse_channel_request(payload) {
             Ok(request) => request,
             Err(e) => {
-                console::dev(&format!("{} sent an unusable subscribe: {e}", self.id));
+                console::dev_for(
+                    self.id.as_str(),
+                    &format!("{} sent an unusable subscribe: {e}", self.id),
+                );
                 return;
             }
         };
         if let Err(e) = validate_channel_name(&request.channel) {
             let reason = format!("invalid channel name: {e}");
-            console::dev(&format!(
-                "{} could not join {:?}: {reason}",
-                self.id, request.channel
-            ));
+            console::dev_for(
+                self.id.as_str(),
+                &format!("{} could not join {:?}: {reason}", self.id, request.channel),
+            );
             refuse(socket, &request.channel, 400, &reason);
             return;
         }
         if let Some(reason) = self.over_channel_limit(&request.channel) {
-            console::dev(&format!(
-                "{} could not join {}: {reason}",
-                self.id, request.channel
-            ));
+            console::dev_for(
+                self.id.as_str(),
+                &format!("{} could not join {}: {reason}", self.id, request.channel),
+            );
             refuse(socket, &request.channel, 429, &reason);
             return;
         }
         if !ChannelKind::of(&request.channel).needs_authorization() {
             if self.join(&request.channel, None) {
-                console::dev(&format!("{} joined channel: {}", self.id, request.channel));
+                console::dev_for(
+                    self.id.as_str(),
+                    &format!("{} joined channel: {}", self.id, request.channel),
+                );
             }
             return;
         }
@@ -180,7 +189,10 @@ impl Connection {
             console::now_iso(),
             self.ctx.authorizer.host_for(referer)
         ));
-        console::dev(&format!("Sending auth request to: {url}\n"));
+        console::dev_for(
+            self.id.as_str(),
+            &format!("Sending auth request to: {url}\n"),
+        );
         let auth_request = AuthRequest {
             channel: channel.clone(),
             socket_id: self.id.to_string(),
@@ -193,14 +205,23 @@ impl Connection {
             Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
         };
         if !self.join(&channel, Some(ticket)) {
-            console::dev(&format!(
-                "{} no longer wants {channel}; authorization dropped",
-                self.id
-            ));
+            console::dev_for(
+                self.id.as_str(),
+                &format!(
+                    "{} no longer wants {channel}; authorization dropped",
+                    self.id
+                ),
+            );
             return;
         }
-        console::dev(&format!("{} authenticated for: {channel}", self.id));
-        console::dev(&format!("{} joined channel: {channel}", self.id));
+        console::dev_for(
+            self.id.as_str(),
+            &format!("{} authenticated for: {channel}", self.id),
+        );
+        console::dev_for(
+            self.id.as_str(),
+            &format!("{} joined channel: {channel}", self.id),
+        );
         if ChannelKind::of(&channel) == ChannelKind::Presence {
             self.join_presence(&socket, &channel, grant.channel_data)
                 .await;
@@ -290,7 +311,10 @@ impl Connection {
     /// After the channel is gone from `state`: out of the Hub, then out of presence.
     fn left(&self, channel: String, reason: &str) {
         self.ctx.hub.unsubscribe(&channel, &self.id);
-        console::dev(&format!("{} left channel: {channel} ({reason})", self.id));
+        console::dev_for(
+            self.id.as_str(),
+            &format!("{} left channel: {channel} ({reason})", self.id),
+        );
         if ChannelKind::of(&channel) == ChannelKind::Presence {
             tokio::spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));
         }
@@ -300,15 +324,21 @@ impl Connection {
         let request = match parse_whisper(payload) {
             Ok(request) => request,
             Err(e) => {
-                console::dev(&format!("{} sent an unusable client event: {e}", self.id));
+                console::dev_for(
+                    self.id.as_str(),
+                    &format!("{} sent an unusable client event: {e}", self.id),
+                );
                 return;
             }
         };
         if let Err(reason) = self.check_whisper(&request) {
-            console::dev(&format!(
-                "{} whisper {} on {} refused: {reason}",
-                self.id, request.event, request.channel
-            ));
+            console::dev_for(
+                self.id.as_str(),
+                &format!(
+                    "{} whisper {} on {} refused: {reason}",
+                    self.id, request.event, request.channel
+                ),
+            );
             let detail = json!({"event": request.event, "reason": reason});
             let _ = socket.emit("whisper_error", &(&request.channel, detail));
             return;
