@@ -73,10 +73,7 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
         InOrder(
             move |_: &SocketRef, payload| match parse_channel_request(payload) {
                 Ok(request) => c.leave(&request.channel, "unsubscribed"),
-                Err(e) => console::dev_for(
-                    c.id.as_str(),
-                    &format!("{} sent an unusable unsubscribe: {e}", c.id),
-                ),
+                Err(e) => c.log(format_args!("sent an unusable unsubscribe: {e}")),
             },
         ),
     );
@@ -95,6 +92,11 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
 }
 
 impl Connection {
+    /// A devMode line about this connection: `<id> <message>`.
+    fn log(&self, message: std::fmt::Arguments<'_>) {
+        console::dev_for(self.id.as_str(), &format!("{} {message}", self.id));
+    }
+
     fn state(&self) -> MutexGuard<'_, Option<State>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -103,36 +105,27 @@ impl Connection {
         let request = match parse_channel_request(payload) {
             Ok(request) => request,
             Err(e) => {
-                console::dev_for(
-                    self.id.as_str(),
-                    &format!("{} sent an unusable subscribe: {e}", self.id),
-                );
+                self.log(format_args!("sent an unusable subscribe: {e}"));
                 return;
             }
         };
         if let Err(e) = validate_channel_name(&request.channel) {
             let reason = format!("invalid channel name: {e}");
-            console::dev_for(
-                self.id.as_str(),
-                &format!("{} could not join {:?}: {reason}", self.id, request.channel),
-            );
+            self.log(format_args!(
+                "could not join {:?}: {reason}",
+                request.channel
+            ));
             refuse(socket, &request.channel, 400, &reason);
             return;
         }
         if let Some(reason) = self.over_channel_limit(&request.channel) {
-            console::dev_for(
-                self.id.as_str(),
-                &format!("{} could not join {}: {reason}", self.id, request.channel),
-            );
+            self.log(format_args!("could not join {}: {reason}", request.channel));
             refuse(socket, &request.channel, 429, &reason);
             return;
         }
         if !ChannelKind::of(&request.channel).needs_authorization() {
             if self.join(&request.channel, None) {
-                console::dev_for(
-                    self.id.as_str(),
-                    &format!("{} joined channel: {}", self.id, request.channel),
-                );
+                self.log(format_args!("joined channel: {}", request.channel));
             }
             return;
         }
@@ -205,23 +198,13 @@ impl Connection {
             Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
         };
         if !self.join(&channel, Some(ticket)) {
-            console::dev_for(
-                self.id.as_str(),
-                &format!(
-                    "{} no longer wants {channel}; authorization dropped",
-                    self.id
-                ),
-            );
+            self.log(format_args!(
+                "no longer wants {channel}; authorization dropped"
+            ));
             return;
         }
-        console::dev_for(
-            self.id.as_str(),
-            &format!("{} authenticated for: {channel}", self.id),
-        );
-        console::dev_for(
-            self.id.as_str(),
-            &format!("{} joined channel: {channel}", self.id),
-        );
+        self.log(format_args!("authenticated for: {channel}"));
+        self.log(format_args!("joined channel: {channel}"));
         if ChannelKind::of(&channel) == ChannelKind::Presence {
             self.join_presence(&socket, &channel, grant.channel_data)
                 .await;
@@ -311,10 +294,7 @@ impl Connection {
     /// After the channel is gone from `state`: out of the Hub, then out of presence.
     fn left(&self, channel: String, reason: &str) {
         self.ctx.hub.unsubscribe(&channel, &self.id);
-        console::dev_for(
-            self.id.as_str(),
-            &format!("{} left channel: {channel} ({reason})", self.id),
-        );
+        self.log(format_args!("left channel: {channel} ({reason})"));
         if ChannelKind::of(&channel) == ChannelKind::Presence {
             tokio::spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));
         }
@@ -324,21 +304,15 @@ impl Connection {
         let request = match parse_whisper(payload) {
             Ok(request) => request,
             Err(e) => {
-                console::dev_for(
-                    self.id.as_str(),
-                    &format!("{} sent an unusable client event: {e}", self.id),
-                );
+                self.log(format_args!("sent an unusable client event: {e}"));
                 return;
             }
         };
         if let Err(reason) = self.check_whisper(&request) {
-            console::dev_for(
-                self.id.as_str(),
-                &format!(
-                    "{} whisper {} on {} refused: {reason}",
-                    self.id, request.event, request.channel
-                ),
-            );
+            self.log(format_args!(
+                "whisper {} on {} refused: {reason}",
+                request.event, request.channel
+            ));
             let detail = json!({"event": request.event, "reason": reason});
             let _ = socket.emit("whisper_error", &(&request.channel, detail));
             return;
