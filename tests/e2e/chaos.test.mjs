@@ -145,8 +145,9 @@ test('a client that stops reading is disconnected; the others get everything', a
   await waitSubscribed(herald, 'firehose', 2, API);
   slow._socket.pause(); // stop reading: the kernel buffers fill, then Herald's queue
   const slowClosed = new Promise((r) => slow.once('close', r));
-  const payload = 'p'.repeat(9000);
-  const total = 2500;
+  // 2,000 × 20 KB = 40 MB: well past the kernel's socket buffers plus Herald's 1024-event queue.
+  const payload = 'p'.repeat(20000);
+  const total = 2000;
   for (let i = 0; i < total; i += 50) {
     const batch = [];
     for (let j = i; j < i + 50; j++) batch.push(redis.publish('firehose', { event: 'App\\Events\\Ping', data: { j, payload }, socket: null }));
