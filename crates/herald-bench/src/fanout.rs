@@ -1,0 +1,262 @@
+//! `fanout`: N subscribers on one channel, constant-arrival publishes through Redis, latency
+//! from the intended publish time to receipt (so a late publisher cannot hide latency).
+
+use crate::eio::{Subscriber, stamp};
+use anyhow::{Context, bail};
+use clap::Args;
+use futures_util::StreamExt;
+use futures_util::stream;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Options of `fanout`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct FanoutArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "ws://127.0.0.1:6001")]
+    url: String,
+    /// Redis to publish through.
+    #[arg(long, default_value = "redis://127.0.0.1:6379")]
+    redis: String,
+    /// The server's keyPrefix (prepended to the channel when publishing).
+    #[arg(long, default_value = "")]
+    prefix: String,
+    /// Subscribed connections.
+    #[arg(long, default_value_t = 100)]
+    subscribers: usize,
+    /// Publishes per second.
+    #[arg(long, default_value_t = 100)]
+    rate: u64,
+    /// Seconds of publishing.
+    #[arg(long, default_value_t = 5)]
+    duration: u64,
+    /// Padding in each event's data, in bytes.
+    #[arg(long, default_value_t = 100)]
+    payload: usize,
+    /// Engine.IO version: 3 (socket.io-client 2.x) or 4 (3.x/4.x).
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
+    eio: u8,
+    /// Name of the server under test, for the report.
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Write the report as JSON to this file too.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// What one run measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct FanoutReport {
+    scenario: &'static str,
+    label: String,
+    eio: u8,
+    subscribers: usize,
+    rate: u64,
+    duration_s: u64,
+    payload_bytes: usize,
+    published: u64,
+    expected: u64,
+    received: u64,
+    duplicates: u64,
+    delivery_ratio: f64,
+    deliveries_per_s: f64,
+    latency_us: Percentiles,
+}
+
+#[derive(Debug, Serialize)]
+struct Percentiles {
+    p50: u64,
+    p90: u64,
+    p99: u64,
+    p999: u64,
+    max: u64,
+}
+
+/// One subscriber's tally, updated in place so a run that times out still reports it.
+struct Tally {
+    latency: Histogram<u64>,
+    received: u64,
+    duplicates: u64,
+    seen: Vec<u64>,
+}
+
+impl Tally {
+    fn new(publications: u64) -> anyhow::Result<Tally> {
+        Ok(Tally {
+            latency: Histogram::new_with_bounds(1, 120_000_000, 3)?,
+            received: 0,
+            duplicates: 0,
+            seen: vec![0; (publications as usize).div_ceil(64) + 1],
+        })
+    }
+
+    /// Records `seq` (1-based); returns false for a duplicate.
+    fn record(&mut self, seq: u64, latency_us: u64) {
+        let (word, bit) = ((seq / 64) as usize, seq % 64);
+        let Some(slot) = self.seen.get_mut(word) else {
+            return;
+        };
+        if *slot & (1 << bit) != 0 {
+            self.duplicates += 1;
+            return;
+        }
+        *slot |= 1 << bit;
+        self.received += 1;
+        let _ = self.latency.record(latency_us.max(1));
+    }
+}
+
+/// Runs the scenario and prints the report.
+pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
+    let channel = "bench";
+    let publications = args.rate * args.duration;
+    let start = Instant::now();
+    let ready = Arc::new(AtomicUsize::new(0));
+    let tallies: Vec<Arc<Mutex<Tally>>> = (0..args.subscribers)
+        .map(|_| Tally::new(publications).map(|t| Arc::new(Mutex::new(t))))
+        .collect::<anyhow::Result<_>>()?;
+
+    // Connect with bounded concurrency, so a big N does not look like a SYN flood.
+    let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.subscribers)
+        .map(|_| Subscriber::connect(&args.url, args.eio, channel))
+        .buffered(64)
+        .collect()
+        .await;
+    let mut tasks = Vec::new();
+    for (subscriber, tally) in connected.into_iter().zip(&tallies) {
+        let subscriber = subscriber?;
+        let tally = tally.clone();
+        let ready = ready.clone();
+        let mut warmed = false;
+        tasks.push(tokio::spawn(subscriber.run(move |frame| {
+            let Some(stamp) = stamp(frame) else {
+                return true;
+            };
+            if stamp.seq == 0 {
+                if !warmed {
+                    warmed = true;
+                    ready.fetch_add(1, Ordering::Relaxed);
+                }
+                return true;
+            }
+            let now_us = start.elapsed().as_micros() as u64;
+            let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+            tally.record(stamp.seq, now_us.saturating_sub(stamp.sent_us));
+            tally.received < publications
+        })));
+    }
+
+    let client = redis::Client::open(args.redis.as_str()).context("the --redis URL")?;
+    let mut redis = client
+        .get_multiplexed_async_connection()
+        .await
+        .context("connecting to Redis")?;
+    let target = format!("{}{channel}", args.prefix);
+    let pad = "x".repeat(args.payload);
+    let message = |seq: u64, t: u64| {
+        format!(
+            "{{\"event\":\"App\\\\Events\\\\Bench\",\"data\":{{\"seq\":{seq},\"t\":{t},\"pad\":\"{pad}\"}},\"socket\":null}}"
+        )
+    };
+
+    // Warm up until every subscriber has seen an event: subscriptions have no ack.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while ready.load(Ordering::Relaxed) < args.subscribers {
+        if Instant::now() > deadline {
+            bail!(
+                "only {} of {} subscribers received the warm-up event in 30 s",
+                ready.load(Ordering::Relaxed),
+                args.subscribers
+            );
+        }
+        let _: () = redis::cmd("PUBLISH")
+            .arg(&target)
+            .arg(message(0, 0))
+            .query_async(&mut redis)
+            .await?;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let publish_start = Instant::now();
+    let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
+    for seq in 1..=publications {
+        let scheduled = publish_start + interval * (seq as u32 - 1);
+        tokio::time::sleep_until(scheduled.into()).await;
+        let sent_us = scheduled.duration_since(start).as_micros() as u64;
+        let _: () = redis::cmd("PUBLISH")
+            .arg(&target)
+            .arg(message(seq, sent_us))
+            .query_async(&mut redis)
+            .await?;
+    }
+    let expected = publications * args.subscribers as u64;
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    while total(&tallies, |t| t.received) < expected && Instant::now() < drain_deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for task in &tasks {
+        task.abort();
+    }
+
+    let mut latency = Histogram::<u64>::new_with_bounds(1, 120_000_000, 3)?;
+    for tally in &tallies {
+        let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+        latency.add(&tally.latency)?;
+    }
+    let received = total(&tallies, |t| t.received);
+    let report = FanoutReport {
+        scenario: "fanout",
+        label: args.label.clone(),
+        eio: args.eio,
+        subscribers: args.subscribers,
+        rate: args.rate,
+        duration_s: args.duration,
+        payload_bytes: args.payload,
+        published: publications,
+        expected,
+        received,
+        duplicates: total(&tallies, |t| t.duplicates),
+        delivery_ratio: if expected == 0 {
+            1.0
+        } else {
+            received as f64 / expected as f64
+        },
+        deliveries_per_s: received as f64 / args.duration.max(1) as f64,
+        latency_us: Percentiles {
+            p50: latency.value_at_quantile(0.50),
+            p90: latency.value_at_quantile(0.90),
+            p99: latency.value_at_quantile(0.99),
+            p999: latency.value_at_quantile(0.999),
+            max: latency.max(),
+        },
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(report)
+}
+
+fn total(tallies: &[Arc<Mutex<Tally>>], field: impl Fn(&Tally) -> u64) -> u64 {
+    tallies
+        .iter()
+        .map(|t| field(&t.lock().unwrap_or_else(|p| p.into_inner())))
+        .sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tally_counts_duplicates_once() {
+        let mut tally = Tally::new(100).expect("tally");
+        tally.record(1, 10);
+        tally.record(1, 10);
+        tally.record(100, 20);
+        assert_eq!((tally.received, tally.duplicates), (2, 1));
+        assert_eq!(tally.latency.len(), 2);
+    }
+}

@@ -1,0 +1,32 @@
+//! `herald-bench`: measures a Socket.IO broadcast server (Herald or laravel-echo-server) from
+//! the outside, speaking the wire protocol itself. See docs/performance.md.
+
+mod eio;
+mod fanout;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for Herald and laravel-echo-server.
+#[derive(Parser, Debug)]
+#[command(name = "herald-bench", version, about)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// N subscribers on one channel, constant-rate publishes through Redis; latency and delivery.
+    Fanout(fanout::FanoutArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().scenario {
+        Scenario::Fanout(args) => {
+            let report = fanout::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+    }
+    Ok(())
+}
