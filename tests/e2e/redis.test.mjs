@@ -56,6 +56,28 @@ test('Redis killed and restarted mid-test: Herald keeps serving, says so once, r
   }
 });
 
+test('the keepalive PING on the subscription does not break it (Redis answers ["pong", ""])', async () => {
+  const redis = await startRedis();
+  const herald = await startHerald({
+    config: { clients: [API], databaseConfig: { redis: { port: redis.port } }, redisSource: { keepalive: 100 } },
+  });
+  const client = await connectEcho(herald.url, { echo: 2, sio: 4 });
+  try {
+    const got = listen(client, 'steady', 'Tick');
+    await waitSubscribed(herald, 'steady', 1, API);
+    for (let n = 1; n <= 40; n++) {
+      await redis.publish('steady', payload(n));
+      await sleep(25); // 1 s of publishing: about ten keepalive PINGs
+    }
+    await got.waitFor(40);
+    assert.doesNotMatch(herald.output(), /Lost the Redis connection/);
+  } finally {
+    client.close();
+    await herald.stop();
+    await redis.stop();
+  }
+});
+
 test('Redis down at start: serve anyway, connect when it comes up', async () => {
   const port = await freePort();
   const herald = await startHerald({

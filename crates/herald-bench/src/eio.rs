@@ -44,9 +44,12 @@ impl Subscriber {
             ws.send(Message::text("40")).await?;
         }
         // EIO4: the CONNECT acknowledgement; EIO3: the server's unsolicited "40".
+        // EIO4 servers ping right away: answer it here too, or the server times us out.
         loop {
             let packet = next_text(&mut ws).await?;
-            if packet.starts_with("40") {
+            if packet == "2" {
+                ws.send(Message::text("3")).await?;
+            } else if packet.starts_with("40") {
                 break;
             }
         }

@@ -206,6 +206,19 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
         latency.add(&tally.latency)?;
     }
+    if std::env::var_os("HERALD_BENCH_DEBUG").is_some() {
+        for (i, tally) in tallies.iter().enumerate().take(5) {
+            let tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+            let missing: Vec<u64> = (1..=publications)
+                .filter(|seq| tally.seen[(seq / 64) as usize] & (1 << (seq % 64)) == 0)
+                .take(20)
+                .collect();
+            eprintln!(
+                "subscriber {i}: received {} missing {:?}",
+                tally.received, missing
+            );
+        }
+    }
     let received = total(&tallies, |t| t.received);
     let report = FanoutReport {
         scenario: "fanout",

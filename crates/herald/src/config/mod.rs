@@ -211,6 +211,8 @@ pub struct ApiCors {
 pub struct RedisSourceOptions {
     /// In devMode, subscribe to every channel and say when one does not match `keyPrefix`.
     pub warn_unmatched_prefix: bool,
+    /// How often an idle subscription is checked with PING (`redisSource.keepalive`, ms).
+    pub keepalive: Duration,
 }
 
 /// Legacy keys of laravel-echo-server 1.0–1.2 that 1.6.3 ignores too.
@@ -269,6 +271,10 @@ impl Config {
         };
         let redis_source = RedisSourceOptions {
             warn_unmatched_prefix: r.bool("redisSource.warnUnmatchedPrefix", true),
+            keepalive: Duration::from_millis(
+                r.u64("redisSource.keepalive", 30_000, "a number of milliseconds")
+                    .max(100),
+            ),
         };
         let auth = AuthOptions {
             timeout: Duration::from_millis(r.u64("authTimeout", 5_000, "a number of milliseconds")),

@@ -105,6 +105,7 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
             hub.clone(),
             config.dev_mode && config.redis_source.warn_unmatched_prefix,
             config.limits.max_event_bytes,
+            config.redis_source.keepalive,
         )
     });
     let readiness = probes::Readiness {

@@ -21,8 +21,6 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// Longest pause between reconnection attempts.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
-/// How often an idle subscription is checked with PING.
-const KEEPALIVE: Duration = Duration::from_secs(30);
 /// Distinct unmatched prefixes reported in devMode before going quiet.
 const MAX_PREFIX_REPORTS: usize = 20;
 
@@ -50,6 +48,7 @@ pub struct RedisSource {
     reported_prefixes: HashSet<String>,
     max_event_bytes: usize,
     last_oversize_warning: Option<std::time::Instant>,
+    keepalive: Duration,
 }
 
 /// How a subscription ended.
@@ -64,6 +63,7 @@ impl RedisSource {
         hub: Arc<Hub>,
         report_unmatched: bool,
         max_event_bytes: usize,
+        keepalive: Duration,
     ) -> RedisSource {
         RedisSource {
             options,
@@ -73,6 +73,7 @@ impl RedisSource {
             reported_prefixes: HashSet::new(),
             max_event_bytes,
             last_oversize_warning: None,
+            keepalive,
         }
     }
 
@@ -176,7 +177,7 @@ impl RedisSource {
 
     async fn consume(&mut self, pubsub: redis::aio::PubSub) -> Ended {
         let (mut sink, mut stream) = pubsub.split();
-        let mut keepalive = tokio::time::interval(KEEPALIVE);
+        let mut keepalive = tokio::time::interval(self.keepalive);
         keepalive.tick().await;
         loop {
             tokio::select! {
@@ -184,8 +185,10 @@ impl RedisSource {
                     Some(message) => self.handle(message.get_channel_name(), message.get_payload_bytes()),
                     None => return Ended::ConnectionLost("connection closed".into()),
                 },
+                // In subscriber mode Redis answers PING with ["pong", ""], not "PONG": any
+                // answer proves the connection is alive.
                 _ = keepalive.tick() => {
-                    match tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<String>()).await {
+                    match tokio::time::timeout(CONNECT_TIMEOUT, sink.ping::<redis::Value>()).await {
                         Ok(Ok(_)) => {}
                         Ok(Err(e)) => return Ended::ConnectionLost(e.to_string()),
                         Err(_) => return Ended::ConnectionLost("PING unanswered".into()),
