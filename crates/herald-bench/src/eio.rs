@@ -28,10 +28,46 @@ impl Subscriber {
     /// Connects to `base` (e.g. `ws://127.0.0.1:6001`), completes the Socket.IO handshake and
     /// subscribes to `channel`.
     pub(crate) async fn connect(base: &str, eio: u8, channel: &str) -> anyhow::Result<Subscriber> {
+        Self::connect_from(base, eio, channel, None).await
+    }
+
+    /// As [`Subscriber::connect`], from a chosen local address (several loopback addresses
+    /// get past the ~28k ephemeral ports of one source address).
+    pub(crate) async fn connect_from(
+        base: &str,
+        eio: u8,
+        channel: &str,
+        source: Option<std::net::IpAddr>,
+    ) -> anyhow::Result<Subscriber> {
         let url = format!("{base}/socket.io/?EIO={eio}&transport=websocket");
-        let (mut ws, _) = connect_async(&url)
-            .await
-            .with_context(|| format!("connecting to {url}"))?;
+        let mut ws = match source {
+            None => {
+                connect_async(&url)
+                    .await
+                    .with_context(|| format!("connecting to {url}"))?
+                    .0
+            }
+            Some(source) => {
+                let authority = base
+                    .trim_start_matches("ws://")
+                    .split('/')
+                    .next()
+                    .unwrap_or_default();
+                let address = tokio::net::lookup_host(authority)
+                    .await?
+                    .find(std::net::SocketAddr::is_ipv4)
+                    .with_context(|| format!("{authority} has no IPv4 address"))?;
+                let socket = tokio::net::TcpSocket::new_v4()?;
+                socket.bind((source, 0).into())?;
+                let tcp = socket
+                    .connect(address)
+                    .await
+                    .with_context(|| format!("connecting to {url} from {source}"))?;
+                tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(tcp))
+                    .await?
+                    .0
+            }
+        };
         let open = next_text(&mut ws).await?;
         let Some(json) = open.strip_prefix('0') else {
             bail!("expected an Engine.IO open packet, got {open:?}");

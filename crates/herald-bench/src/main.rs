@@ -3,6 +3,7 @@
 
 mod eio;
 mod fanout;
+mod idle;
 
 use clap::{Parser, Subcommand};
 
@@ -18,6 +19,8 @@ struct Cli {
 enum Scenario {
     /// N subscribers on one channel, constant-rate publishes through Redis; latency and delivery.
     Fanout(fanout::FanoutArgs),
+    /// N subscribed idle connections: server RSS per connection and idle CPU.
+    Idle(idle::IdleArgs),
 }
 
 #[tokio::main]
@@ -25,6 +28,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Fanout(args) => {
             let report = fanout::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Scenario::Idle(args) => {
+            let report = idle::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
     }

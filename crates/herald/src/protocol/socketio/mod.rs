@@ -21,6 +21,10 @@ use socketioxide::layer::SocketIoLayer;
 use socketioxide::{SocketIo, TransportType};
 use std::sync::Arc;
 
+/// Initial read buffer of each websocket. Echo's client messages are tiny (a subscribe is
+/// ~60 bytes); tungstenite grows the buffer for larger frames. socketioxide's default is 4 KiB.
+const WS_READ_BUFFER_BYTES: usize = 1024;
+
 /// Packets queued per connection before it counts as too slow and is disconnected.
 pub const SEND_QUEUE_PACKETS: usize = 1024;
 
@@ -47,6 +51,7 @@ pub fn build(options: &SocketIoOptions, ctx: Arc<SocketIoContext>) -> (SocketIoL
         .upgrade_timeout(options.upgrade_timeout)
         .max_payload(options.max_http_buffer_size)
         .max_buffer_size(SEND_QUEUE_PACKETS)
+        .ws_read_buffer_size(WS_READ_BUFFER_BYTES)
         // A handshake that never sends CONNECT holds a session: bound how long.
         .connect_timeout(std::time::Duration::from_secs(10));
     let builder = match options.transports.as_slice() {

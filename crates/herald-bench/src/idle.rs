@@ -1,0 +1,120 @@
+//! `idle`: N subscribed connections doing nothing; the server's resident memory per connection
+//! and its CPU use while idle (heartbeats only), read from `/proc/<pid>`.
+
+use crate::eio::Subscriber;
+use anyhow::Context;
+use clap::Args;
+use futures_util::StreamExt;
+use futures_util::stream;
+use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr};
+use std::time::Duration;
+
+/// Options of `idle`.
+#[derive(Args, Debug, Clone)]
+pub(crate) struct IdleArgs {
+    /// Server base URL.
+    #[arg(long, default_value = "ws://127.0.0.1:6001")]
+    url: String,
+    /// Process id of the server, for its memory and CPU figures.
+    #[arg(long)]
+    pid: u32,
+    /// Connections to open (each subscribes to one of 100 channels).
+    #[arg(long, default_value_t = 1000)]
+    connections: usize,
+    /// Seconds to hold them idle while measuring CPU.
+    #[arg(long, default_value_t = 10)]
+    hold: u64,
+    /// Engine.IO version: 3 or 4.
+    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
+    eio: u8,
+    /// Name of the server under test, for the report.
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Write the report as JSON to this file too.
+    #[arg(long)]
+    json: Option<std::path::PathBuf>,
+}
+
+/// What one run measured.
+#[derive(Debug, Serialize)]
+pub(crate) struct IdleReport {
+    scenario: &'static str,
+    label: String,
+    eio: u8,
+    connections: usize,
+    rss_before_bytes: u64,
+    rss_after_bytes: u64,
+    rss_per_connection_bytes: u64,
+    idle_cpu_percent: f64,
+}
+
+/// Resident memory of `pid`, in bytes.
+fn rss(pid: u32) -> anyhow::Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status (is --pid right?)"))?;
+    let kib = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .context("no VmRSS")?;
+    Ok(kib * 1024)
+}
+
+/// User + system CPU time of `pid`, in clock ticks (1/100 s on Linux).
+fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    let after_name = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest)
+        .context("bad stat")?;
+    let fields: Vec<&str> = after_name.split_whitespace().collect();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the name.
+    let utime: u64 = fields.get(11).context("no utime")?.parse()?;
+    let stime: u64 = fields.get(12).context("no stime")?.parse()?;
+    Ok(utime + stime)
+}
+
+/// Opens the connections, measures, closes them.
+pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
+    let rss_before = rss(args.pid)?;
+    // Spread over 127.0.0.2–127.0.0.9 so 50k connections fit in the ephemeral port range.
+    let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.connections)
+        .map(|i| {
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 8) as u8));
+            let channel = format!("idle-{}", i % 100);
+            let url = args.url.clone();
+            async move { Subscriber::connect_from(&url, args.eio, &channel, Some(source)).await }
+        })
+        .buffer_unordered(128)
+        .collect()
+        .await;
+    let mut tasks = Vec::new();
+    for subscriber in connected {
+        tasks.push(tokio::spawn(subscriber?.run(|_| true)));
+    }
+    // Let the subscribes land and allocations settle.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let ticks_before = cpu_ticks(args.pid)?;
+    tokio::time::sleep(Duration::from_secs(args.hold)).await;
+    let ticks_after = cpu_ticks(args.pid)?;
+    let rss_after = rss(args.pid)?;
+    for task in &tasks {
+        task.abort();
+    }
+    let report = IdleReport {
+        scenario: "idle",
+        label: args.label.clone(),
+        eio: args.eio,
+        connections: args.connections,
+        rss_before_bytes: rss_before,
+        rss_after_bytes: rss_after,
+        rss_per_connection_bytes: rss_after.saturating_sub(rss_before)
+            / args.connections.max(1) as u64,
+        idle_cpu_percent: (ticks_after - ticks_before) as f64 / args.hold.max(1) as f64,
+    };
+    if let Some(path) = &args.json {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
+    }
+    Ok(report)
+}
