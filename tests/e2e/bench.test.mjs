@@ -35,3 +35,20 @@ for (const eio of [3, 4]) {
     }
   });
 }
+
+test('herald-bench idle opens every connection and reads the server\'s memory', async () => {
+  const herald = await startHerald({ config: { database: 'memory', subscribers: { redis: false } } });
+  try {
+    const { stdout } = await run(bench, [
+      'idle', '--url', `ws://127.0.0.1:${herald.port}`, '--pid', String(herald.proc.pid), '--connections', '50', '--hold', '1', '--label', 'herald',
+    ], { timeout: 60000 });
+    const report = JSON.parse(stdout);
+    assert.equal(report.connections, 50);
+    assert.ok(report.rss_before_bytes > 0 && report.rss_after_bytes > 0);
+    assert.equal(report.rss_per_connection_bytes, Math.floor(Math.max(0, report.rss_after_bytes - report.rss_before_bytes) / 50));
+    const status = await herald.api('/metrics');
+    assert.match(status.text, /herald_new_connections_total\{protocol="socketio"\} 50/, 'all 50 reached the server');
+  } finally {
+    await herald.stop();
+  }
+});
