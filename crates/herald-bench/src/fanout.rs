@@ -45,6 +45,9 @@ pub(crate) struct FanoutArgs {
     /// Write the report as JSON to this file too.
     #[arg(long)]
     json: Option<std::path::PathBuf>,
+    /// Process id of the server, to report its CPU time per 1,000 deliveries.
+    #[arg(long)]
+    pid: Option<u32>,
 }
 
 /// What one run measured.
@@ -64,6 +67,8 @@ pub(crate) struct FanoutReport {
     delivery_ratio: f64,
     deliveries_per_s: f64,
     latency_us: Percentiles,
+    /// Server CPU seconds (user + system) per 1,000 deliveries, when `--pid` is given.
+    server_cpu_s_per_1k_deliveries: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -180,6 +185,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
+    let cpu_before = args.pid.map(crate::idle::cpu_ticks).transpose()?;
     let publish_start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     for seq in 1..=publications {
@@ -197,6 +203,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     while total(&tallies, |t| t.received) < expected && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+    let cpu_after = args.pid.map(crate::idle::cpu_ticks).transpose()?;
     for task in &tasks {
         task.abort();
     }
@@ -245,6 +252,10 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
             p999: latency.value_at_quantile(0.999),
             max: latency.max(),
         },
+        // Clock ticks are 1/100 s on Linux.
+        server_cpu_s_per_1k_deliveries: cpu_before.zip(cpu_after).map(|(before, after)| {
+            (after - before) as f64 / 100.0 / (received.max(1) as f64 / 1000.0)
+        }),
     };
     if let Some(path) = &args.json {
         std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;

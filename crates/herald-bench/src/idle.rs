@@ -62,7 +62,7 @@ fn rss(pid: u32) -> anyhow::Result<u64> {
 }
 
 /// User + system CPU time of `pid`, in clock ticks (1/100 s on Linux).
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_name = stat
         .rsplit_once(')')
