@@ -125,10 +125,8 @@ test('5,000 connections opened and dropped abruptly', async () => {
     await sleep(20);
     sockets.forEach((ws) => ws._socket.destroy()); // no close frame: an abrupt drop
   }
-  await waitUntil(async () => {
-    const now = await metric('herald_connected{protocol="socketio"}');
-    return now === before;
-  }, {
+  // At most the count before: connections of earlier tests may still be closing then.
+  await waitUntil(async () => (await metric('herald_connected{protocol="socketio"}')) <= before, {
     timeoutMs: 20000,
     what: 'every dropped connection cleaned up',
   });
