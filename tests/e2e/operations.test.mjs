@@ -129,3 +129,40 @@ test('SIGTERM: clients see a clean close, members are removed, the lock is relea
     await redis.stop();
   }
 });
+
+test('limits: channels per connection and event size, each with a clear error', async () => {
+  const redis = await startRedis();
+  const herald = await startHerald({
+    config: {
+      clients: [API],
+      database: 'memory',
+      databaseConfig: { redis: { port: redis.port } },
+      limits: { maxChannelsPerConnection: 3, maxEventBytes: 300 },
+    },
+  });
+  const client = await connectEcho(herald.url, { echo: 2, sio: 4 });
+  try {
+    const refused = new Promise((res) => client.socket.on('subscription_error', (channel, status, detail) => res([channel, status, detail.reason])));
+    for (const channel of ['c1', 'c2', 'c3', 'c4']) client.echo.channel(channel);
+    assert.deepEqual(await refused, ['c4', 429, 'this connection is subscribed to 3 channels, the limit (limits.maxChannelsPerConnection)']);
+    const got = listen(client, 'c1', 'Tick');
+    await waitSubscribed(herald, 'c1', 1, API);
+
+    const big = await herald.api(`/apps/${API.appId}/events?auth_key=${API.key}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ channel: 'c1', name: 'App\\Events\\Tick', data: { pad: 'x'.repeat(400) } }),
+    });
+    assert.equal(big.status, 413);
+    assert.deepEqual(big.json, { error: 'Request body is larger than 300 bytes' });
+
+    await redis.publish('c1', { event: 'App\\Events\\Tick', data: { pad: 'x'.repeat(400) }, socket: null });
+    await herald.waitForOutput(/Dropped a \d+ byte message on Redis channel c1: larger than limits\.maxEventBytes \(300\)/);
+    await redis.publish('c1', { event: 'App\\Events\\Tick', data: { small: true }, socket: null });
+    assert.deepEqual(await got.waitFor(1), [{ small: true }], 'only the small event arrives');
+  } finally {
+    client.close();
+    await herald.stop();
+    await redis.stop();
+  }
+});
