@@ -50,6 +50,23 @@ pub(crate) struct FanoutArgs {
     pid: Option<u32>,
 }
 
+impl FanoutArgs {
+    /// The same run at another rate and duration, without a JSON file.
+    pub(crate) fn at_rate(&self, rate: u64, duration: u64) -> FanoutArgs {
+        FanoutArgs {
+            rate,
+            duration,
+            json: None,
+            ..self.clone()
+        }
+    }
+
+    /// Subscribers per run.
+    pub(crate) fn subscribers(&self) -> usize {
+        self.subscribers
+    }
+}
+
 /// What one run measured.
 #[derive(Debug, Serialize)]
 pub(crate) struct FanoutReport {
@@ -64,18 +81,18 @@ pub(crate) struct FanoutReport {
     expected: u64,
     received: u64,
     duplicates: u64,
-    delivery_ratio: f64,
-    deliveries_per_s: f64,
-    latency_us: Percentiles,
+    pub(crate) delivery_ratio: f64,
+    pub(crate) deliveries_per_s: f64,
+    pub(crate) latency_us: Percentiles,
     /// Server CPU seconds (user + system) per 1,000 deliveries, when `--pid` is given.
     server_cpu_s_per_1k_deliveries: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
-struct Percentiles {
+pub(crate) struct Percentiles {
     p50: u64,
     p90: u64,
-    p99: u64,
+    pub(crate) p99: u64,
     p999: u64,
     max: u64,
 }

@@ -4,6 +4,7 @@
 mod eio;
 mod fanout;
 mod idle;
+mod knee;
 
 use clap::{Parser, Subcommand};
 
@@ -21,6 +22,8 @@ enum Scenario {
     Fanout(fanout::FanoutArgs),
     /// N subscribed idle connections: server RSS per connection and idle CPU.
     Idle(idle::IdleArgs),
+    /// Fan-out at rising rates until p99 > 100 ms or deliveries are lost: the last stable rate.
+    Knee(knee::KneeArgs),
 }
 
 #[tokio::main]
@@ -28,6 +31,10 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().scenario {
         Scenario::Fanout(args) => {
             let report = fanout::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Scenario::Knee(args) => {
+            let report = knee::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Scenario::Idle(args) => {
