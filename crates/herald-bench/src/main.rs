@@ -3,6 +3,7 @@
 
 mod eio;
 mod fanout;
+mod floor;
 mod idle;
 mod knee;
 
@@ -24,6 +25,8 @@ enum Scenario {
     Idle(idle::IdleArgs),
     /// Fan-out at rising rates until p99 > 100 ms or deliveries are lost: the last stable rate.
     Knee(knee::KneeArgs),
+    /// A minimal fan-out server (encode once, one queue per socket) to measure the floor.
+    Floor(floor::FloorArgs),
 }
 
 #[tokio::main]
@@ -33,6 +36,7 @@ async fn main() -> anyhow::Result<()> {
             let report = fanout::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
+        Scenario::Floor(args) => floor::run(args).await?,
         Scenario::Knee(args) => {
             let report = knee::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
