@@ -88,6 +88,8 @@ async fn fan_out(args: FloorArgs, subscribers: Subscribers) -> anyhow::Result<()
     Ok(())
 }
 
+// The handshake callback's error type is tungstenite's `ErrorResponse`, which is large.
+#[allow(clippy::result_large_err)]
 async fn serve(stream: TcpStream, subscribers: Subscribers) -> anyhow::Result<()> {
     let mut eio = 4;
     let callback = |request: &Request, response: Response| {
