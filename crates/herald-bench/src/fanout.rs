@@ -2,6 +2,7 @@
 //! from the intended publish time to receipt (so a late publisher cannot hide latency).
 
 use crate::eio::{Subscriber, stamp};
+use crate::target::Target;
 use anyhow::{Context, bail};
 use clap::Args;
 use futures_util::StreamExt;
@@ -15,9 +16,8 @@ use std::time::{Duration, Instant};
 /// Options of `fanout`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct FanoutArgs {
-    /// Server base URL.
-    #[arg(long, default_value = "ws://127.0.0.1:6001")]
-    url: String,
+    #[command(flatten)]
+    target: Target,
     /// Redis to publish through.
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     redis: String,
@@ -36,15 +36,6 @@ pub(crate) struct FanoutArgs {
     /// Padding in each event's data, in bytes.
     #[arg(long, default_value_t = 100)]
     payload: usize,
-    /// Engine.IO version: 3 (socket.io-client 2.x) or 4 (3.x/4.x).
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
-    eio: u8,
-    /// Name of the server under test, for the report.
-    #[arg(long, default_value = "server")]
-    label: String,
-    /// Write the report as JSON to this file too.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
     /// Process id of the server, to report its CPU time per 1,000 deliveries.
     #[arg(long)]
     pid: Option<u32>,
@@ -56,7 +47,10 @@ impl FanoutArgs {
         FanoutArgs {
             rate,
             duration,
-            json: None,
+            target: Target {
+                json: None,
+                ..self.target.clone()
+            },
             ..self.clone()
         }
     }
@@ -64,6 +58,11 @@ impl FanoutArgs {
     /// Subscribers per run.
     pub(crate) fn subscribers(&self) -> usize {
         self.subscribers
+    }
+
+    /// The server under test and the report's destination.
+    pub(crate) fn target(&self) -> &Target {
+        &self.target
     }
 }
 
@@ -143,7 +142,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
 
     // Connect with bounded concurrency, so a big N does not look like a SYN flood.
     let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.subscribers)
-        .map(|_| Subscriber::connect(&args.url, args.eio, channel))
+        .map(|_| Subscriber::connect(&args.target.url, args.target.eio, channel))
         .buffered(64)
         .collect()
         .await;
@@ -246,8 +245,8 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     let received = total(&tallies, |t| t.received);
     let report = FanoutReport {
         scenario: "fanout",
-        label: args.label.clone(),
-        eio: args.eio,
+        label: args.target.label.clone(),
+        eio: args.target.eio,
         subscribers: args.subscribers,
         rate: args.rate,
         duration_s: args.duration,
@@ -274,9 +273,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
             (after - before) as f64 / 100.0 / (received.max(1) as f64 / 1000.0)
         }),
     };
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
-    }
+    args.target.save(&report)?;
     Ok(report)
 }
 

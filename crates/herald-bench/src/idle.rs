@@ -2,6 +2,7 @@
 //! and its CPU use while idle (heartbeats only), read from `/proc/<pid>`.
 
 use crate::eio::Subscriber;
+use crate::target::Target;
 use anyhow::Context;
 use clap::Args;
 use futures_util::StreamExt;
@@ -13,9 +14,8 @@ use std::time::Duration;
 /// Options of `idle`.
 #[derive(Args, Debug, Clone)]
 pub(crate) struct IdleArgs {
-    /// Server base URL.
-    #[arg(long, default_value = "ws://127.0.0.1:6001")]
-    url: String,
+    #[command(flatten)]
+    target: Target,
     /// Process id of the server, for its memory and CPU figures.
     #[arg(long)]
     pid: u32,
@@ -25,15 +25,6 @@ pub(crate) struct IdleArgs {
     /// Seconds to hold them idle while measuring CPU.
     #[arg(long, default_value_t = 10)]
     hold: u64,
-    /// Engine.IO version: 3 or 4.
-    #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u8).range(3..=4))]
-    eio: u8,
-    /// Name of the server under test, for the report.
-    #[arg(long, default_value = "server")]
-    label: String,
-    /// Write the report as JSON to this file too.
-    #[arg(long)]
-    json: Option<std::path::PathBuf>,
 }
 
 /// What one run measured.
@@ -83,8 +74,8 @@ pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
         .map(|i| {
             let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 8) as u8));
             let channel = format!("idle-{}", i % 100);
-            let url = args.url.clone();
-            async move { Subscriber::connect_from(&url, args.eio, &channel, Some(source)).await }
+            let (url, eio) = (args.target.url.clone(), args.target.eio);
+            async move { Subscriber::connect_from(&url, eio, &channel, Some(source)).await }
         })
         .buffer_unordered(128)
         .collect()
@@ -104,8 +95,8 @@ pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
     }
     let report = IdleReport {
         scenario: "idle",
-        label: args.label.clone(),
-        eio: args.eio,
+        label: args.target.label.clone(),
+        eio: args.target.eio,
         connections: args.connections,
         rss_before_bytes: rss_before,
         rss_after_bytes: rss_after,
@@ -113,8 +104,6 @@ pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
             / args.connections.max(1) as u64,
         idle_cpu_percent: (ticks_after - ticks_before) as f64 / args.hold.max(1) as f64,
     };
-    if let Some(path) = &args.json {
-        std::fs::write(path, serde_json::to_vec_pretty(&report)?)?;
-    }
+    args.target.save(&report)?;
     Ok(report)
 }

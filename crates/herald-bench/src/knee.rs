@@ -66,11 +66,13 @@ pub(crate) async fn run(args: KneeArgs) -> anyhow::Result<KneeReport> {
         }
         rate = ((rate as f64 * args.factor).ceil() as u64).max(rate + 1);
     }
-    Ok(KneeReport {
+    let report = KneeReport {
         scenario: "knee",
         subscribers: args.fanout.subscribers(),
         stable_rate: stable.map(|(r, _)| r),
         stable_deliveries_per_s: stable.map(|(_, d)| d),
         steps,
-    })
+    };
+    args.fanout.target().save(&report)?;
+    Ok(report)
 }

@@ -6,6 +6,7 @@ mod fanout;
 mod floor;
 mod idle;
 mod knee;
+mod target;
 
 use clap::{Parser, Subcommand};
 

@@ -4,7 +4,7 @@ use super::{Delivery, Publication, SocketId, Subscriber};
 use crate::metrics::metrics;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of shards; a publish locks one, so unrelated channels never contend.
@@ -32,7 +32,6 @@ pub struct Hub {
     shards: Box<[RwLock<Shard>]>,
     hasher: BuildHasherDefault<DefaultHasher>,
     connections: AtomicUsize,
-    deliveries: AtomicU64,
 }
 
 impl Default for Hub {
@@ -48,7 +47,6 @@ impl Hub {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: BuildHasherDefault::default(),
             connections: AtomicUsize::new(0),
-            deliveries: AtomicU64::new(0),
         }
     }
 
@@ -83,11 +81,6 @@ impl Hub {
     /// Connections open on this node, subscribed or not.
     pub fn connection_count(&self) -> usize {
         self.connections.load(Ordering::Relaxed)
-    }
-
-    /// Deliveries queued since start.
-    pub fn delivery_count(&self) -> u64 {
-        self.deliveries.load(Ordering::Relaxed)
     }
 
     /// Adds `subscriber` to `channel`. Returns false if it was already there (idempotent).
@@ -161,7 +154,6 @@ impl Hub {
         drop(shard);
         // Counted once per publish, not per recipient: shared counters touched N times per
         // fan-out would bounce their cache line between cores.
-        self.deliveries.fetch_add(queued as u64, Ordering::Relaxed);
         let metrics = metrics();
         metrics.ws_messages_sent.inc_by(queued as u64);
         metrics
@@ -307,6 +299,5 @@ mod tests {
         hub.subscribe("c", slow);
         hub.subscribe("c", Recorder::new("ok"));
         assert_eq!(hub.publish(&publication("c", "E", None)), 1);
-        assert_eq!(hub.delivery_count(), 1);
     }
 }
