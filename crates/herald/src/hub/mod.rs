@@ -13,6 +13,8 @@ pub use channel_name::{
 pub use publication::{Publication, PublicationKind, SocketId};
 pub use registry::{ChannelInfo, Hub};
 
+use std::sync::Arc;
+
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -35,4 +37,21 @@ pub trait Subscriber: Send + Sync + 'static {
     fn socket_id(&self) -> &SocketId;
     /// Queues `publication` for this connection.
     fn deliver(&self, publication: &Publication) -> Delivery;
+    /// The protocol-wide fan-out this connection is reached through, if its protocol encodes
+    /// each publication once for all its connections instead of once per connection. The Hub
+    /// then calls [`Fanout::fan_out`] once per publication for all such subscribers of a
+    /// channel, and never calls `deliver` on them.
+    fn fanout(&self) -> Option<&Arc<dyn Fanout>> {
+        None
+    }
+}
+
+/// Delivers a publication to all of one protocol's subscribers of its channel at once.
+///
+/// Like [`Subscriber::deliver`], it runs under a shard's read lock: enqueue only, never block.
+pub trait Fanout: Send + Sync + 'static {
+    /// Queues `publication` for every connection of this protocol subscribed to its channel,
+    /// except `publication.except`; `members` is how many that should be. Returns how many
+    /// it was queued for.
+    fn fan_out(&self, publication: &Publication, members: usize) -> usize;
 }

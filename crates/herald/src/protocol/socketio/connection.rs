@@ -8,7 +8,9 @@ use super::rate::RateLimiter;
 use super::subscriber::SocketIoSubscriber;
 use crate::auth::{AuthRequest, Refusal};
 use crate::console;
-use crate::hub::{ChannelKind, Publication, PublicationKind, SocketId, validate_channel_name};
+use crate::hub::{
+    ChannelKind, Fanout, Publication, PublicationKind, SocketId, validate_channel_name,
+};
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::JoinError;
 use serde_json::{Value, json};
@@ -40,7 +42,7 @@ struct State {
 }
 
 /// Registers a new socket with the Hub and wires its handlers.
-pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
+pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>, fanout: Arc<dyn Fanout>) {
     let id = SocketId::new(socket.id.as_str());
     ctx.hub.connection_opened();
     metrics().connected.get_or_create(&SOCKETIO).inc();
@@ -53,7 +55,7 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>) {
             .map(str::to_owned)
     };
     let connection = Arc::new(Connection {
-        subscriber: Arc::new(SocketIoSubscriber::new(id.clone(), socket.clone())),
+        subscriber: Arc::new(SocketIoSubscriber::new(id.clone(), socket.clone(), fanout)),
         handshake_cookie: header(http::header::COOKIE),
         referer: header(http::header::REFERER),
         whispers: Mutex::new(RateLimiter::per_second(ctx.whispers.rate_per_second)),
@@ -168,6 +170,7 @@ impl Connection {
             }
             state.pending.remove(channel);
         }
+        self.subscriber.enter(channel);
         self.ctx.hub.subscribe(channel, self.subscriber.clone());
         state.joined.insert(channel.to_owned());
         true
@@ -294,6 +297,7 @@ impl Connection {
     /// After the channel is gone from `state`: out of the Hub, then out of presence.
     fn left(&self, channel: String, reason: &str) {
         self.ctx.hub.unsubscribe(&channel, &self.id);
+        self.subscriber.exit(&channel);
         self.log(format_args!("left channel: {channel} ({reason})"));
         if ChannelKind::of(&channel) == ChannelKind::Presence {
             tokio::spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));

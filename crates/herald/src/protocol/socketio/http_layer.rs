@@ -4,7 +4,7 @@
 use crate::config::SocketIoOptions;
 use crate::hub::Hub;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{OriginalUri, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
@@ -84,6 +84,11 @@ impl SocketIoHttpLayer {
             return at_capacity(inner.max_connections);
         }
         let is_polling = query_has_value(req.uri().query(), "transport", "polling");
+        let req = if is_handshake {
+            detach_from_read_buffer(req)
+        } else {
+            req
+        };
         let mut response = next.run(req).await;
         add_cors(response.headers_mut(), origin.as_ref());
         if let Some(cookie) = &inner.options.cookie
@@ -175,6 +180,32 @@ pub fn client_bundle_path(options: &SocketIoOptions, search_dirs: &[PathBuf]) ->
         .iter()
         .map(|dir| dir.join("node_modules/socket.io-client/dist/socket.io.js"))
         .find(|p| p.is_file())
+}
+
+/// Copies the URI and header values of a handshake into their own small allocations.
+///
+/// hyper parses them as slices of the connection's read buffer (8 to 16 KiB), and
+/// socketioxide keeps the handshake's request parts for the whole life of the connection,
+/// which would pin that buffer for every connected client. Copying costs a few hundred bytes
+/// once per handshake and saves ~16 KiB per idle connection (docs/performance.md).
+fn detach_from_read_buffer(req: Request) -> Request {
+    let (mut parts, body) = req.into_parts();
+    if let Ok(uri) = http::Uri::try_from(parts.uri.to_string()) {
+        // axum's router keeps a clone of the original URI in the extensions too.
+        if parts.extensions.get::<OriginalUri>().is_some() {
+            parts.extensions.insert(OriginalUri(uri.clone()));
+        }
+        parts.uri = uri;
+    }
+    let mut headers = HeaderMap::with_capacity(parts.headers.len());
+    for (name, value) in &parts.headers {
+        if let Ok(mut copy) = HeaderValue::from_bytes(value.as_bytes()) {
+            copy.set_sensitive(value.is_sensitive());
+            headers.append(name.clone(), copy);
+        }
+    }
+    parts.headers = headers;
+    Request::from_parts(parts, body)
 }
 
 fn query_has(query: Option<&str>, key: &str) -> bool {
@@ -311,6 +342,28 @@ mod tests {
             let _ = query_has(Some(&query), "sid");
             let _ = query_has_value(Some(&query), "transport", "polling");
         }
+    }
+
+    #[test]
+    fn handshakes_keep_no_slice_of_the_read_buffer() {
+        let buffer =
+            bytes::Bytes::from_static(b"/socket.io/?EIO=4&transport=websocketlaravel_session=abc");
+        let uri = http::Uri::from_maybe_shared(buffer.slice(0..37)).expect("uri");
+        let cookie = HeaderValue::from_maybe_shared(buffer.slice(37..)).expect("header");
+        let req = Request::builder()
+            .uri(uri)
+            .header(header::COOKIE, cookie)
+            .header(header::COOKIE, "second=1")
+            .body(Body::empty())
+            .expect("request");
+        let buffer_range = buffer.as_ptr_range();
+        let detached = detach_from_read_buffer(req);
+        let cookies: Vec<_> = detached.headers().get_all(header::COOKIE).iter().collect();
+        assert_eq!(cookies, ["laravel_session=abc", "second=1"]);
+        assert!(!buffer_range.contains(&cookies[0].as_bytes().as_ptr()));
+        assert_eq!(detached.uri(), "/socket.io/?EIO=4&transport=websocket");
+        let query = detached.uri().query().expect("query");
+        assert!(!buffer_range.contains(&query.as_ptr()));
     }
 
     #[test]

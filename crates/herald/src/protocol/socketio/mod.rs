@@ -13,7 +13,7 @@ pub use http_layer::{SocketIoHttpLayer, client_bundle_path};
 
 use crate::auth::HttpAuthorizer;
 use crate::config::{Limits, SocketIoOptions, Transport, WhisperOptions};
-use crate::hub::Hub;
+use crate::hub::{Fanout, Hub};
 use crate::presence::Presence;
 use socketioxide::extract::SocketRef;
 use socketioxide::handler::ConnectHandler;
@@ -60,11 +60,12 @@ pub fn build(options: &SocketIoOptions, ctx: Arc<SocketIoContext>) -> (SocketIoL
         _ => builder.transports([TransportType::Polling, TransportType::Websocket]),
     };
     let (layer, io) = builder.build_layer();
+    let fanout: Arc<dyn Fanout> = Arc::new(subscriber::SocketIoFanout::new(io.clone()));
     // Echo's handlers are registered in a connect *middleware*: socketioxide awaits it before
     // it acknowledges CONNECT, whereas the connect handler runs in a spawned task after the
     // acknowledgement, when a fast client may already have sent `subscribe`.
     let register = async move |socket: SocketRef| {
-        connection::on_connect(socket, ctx.clone());
+        connection::on_connect(socket, ctx.clone(), fanout.clone());
         Ok::<(), std::convert::Infallible>(())
     };
     io.ns("/", { async || () }.with(register));

@@ -1,41 +1,43 @@
-//! A Socket.IO connection as a Hub subscriber.
+//! Socket.IO connections as Hub subscribers, reached through one fan-out per publication.
+//!
+//! Each subscribed channel is also a socketioxide room. A publication is encoded once and
+//! handed to socketioxide's room broadcast, which queues the same frame for every member;
+//! emitting per connection encoded it (twice) per recipient, the largest user-space cost of a
+//! fan-out (docs/performance.md).
 
 use super::events::is_reserved_event_name;
-use crate::hub::{Delivery, Publication, PublicationKind, SocketId, Subscriber};
+use crate::hub::{Delivery, Fanout, Publication, PublicationKind, SocketId, Subscriber};
+use futures_util::FutureExt;
 use socketioxide::extract::SocketRef;
-use socketioxide::{SendError, SocketError};
-use std::sync::atomic::{AtomicBool, Ordering};
+use socketioxide::socket::Sid;
+use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
+use std::str::FromStr;
+use std::sync::Arc;
 
-/// Delivers publications as `emit(<event>, channel, data)`.
+/// Event emitted to a channel's members to find which of them has a full queue, after a
+/// broadcast reported some (socketioxide does not say which). Echo never listens to it.
+const QUEUE_CHECK_EVENT: &str = "herald:queue-check";
+
+/// One Socket.IO connection in the Hub.
 pub(super) struct SocketIoSubscriber {
     id: SocketId,
     socket: SocketRef,
-    closing: AtomicBool,
+    fanout: Arc<dyn Fanout>,
 }
 
 impl SocketIoSubscriber {
-    pub(super) fn new(id: SocketId, socket: SocketRef) -> SocketIoSubscriber {
-        SocketIoSubscriber {
-            id,
-            socket,
-            closing: AtomicBool::new(false),
-        }
+    pub(super) fn new(id: SocketId, socket: SocketRef, fanout: Arc<dyn Fanout>) -> Self {
+        SocketIoSubscriber { id, socket, fanout }
     }
 
-    /// Disconnects a client whose queue is full, once, off the publish path: the disconnect
-    /// handler unsubscribes, which needs the shard lock the publisher is holding.
-    fn disconnect_slow_client(&self) {
-        if self.closing.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        crate::metrics::metrics().slow_disconnections.inc();
-        let socket = self.socket.clone();
-        let id = self.id.clone();
-        tokio::spawn(async move {
-            tracing::warn!(socket_id = %id, "send queue full: disconnecting slow client");
-            crate::console::dev(&format!("{id} disconnected: too slow to read its events"));
-            let _ = socket.disconnect();
-        });
+    /// Joins the room of `channel`; call before subscribing it in the Hub.
+    pub(super) fn enter(&self, channel: &str) {
+        self.socket.join(channel.to_owned());
+    }
+
+    /// Leaves the room of `channel`; call after unsubscribing it in the Hub.
+    pub(super) fn exit(&self, channel: &str) {
+        self.socket.leave(channel.to_owned());
     }
 }
 
@@ -44,28 +46,122 @@ impl Subscriber for SocketIoSubscriber {
         &self.id
     }
 
+    /// One connection alone: only used if a Hub ever bypasses [`Subscriber::fanout`].
     fn deliver(&self, publication: &Publication) -> Delivery {
-        let event = match publication.kind {
-            PublicationKind::Event if is_reserved_event_name(&publication.event) => {
-                return Delivery::Skipped;
-            }
-            PublicationKind::Event => &*publication.event,
-            PublicationKind::MemberAdded => "presence:joining",
-            PublicationKind::MemberRemoved => "presence:leaving",
+        let Some(event) = event_name(publication) else {
+            return Delivery::Skipped;
         };
-        let args = (&*publication.channel, &*publication.data);
-        match self.socket.emit(event, &args) {
+        match self.socket.emit(event, &socketio_args(publication)) {
             Ok(()) => Delivery::Queued,
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
-                crate::metrics::metrics().queue_drops.inc();
-                self.disconnect_slow_client();
+                // Not under the Hub's lock: the disconnect handler unsubscribes.
+                let socket = self.socket.clone();
+                tokio::spawn(async move { disconnect_if_full(socket) });
                 Delivery::Overflow
             }
             Err(SendError::Socket(SocketError::Closed)) => Delivery::Closed,
-            Err(SendError::Serialize(e)) => {
-                tracing::warn!(error = ?e, "could not encode event for socket.io");
-                Delivery::Skipped
-            }
+            Err(SendError::Serialize(_)) => Delivery::Skipped,
         }
     }
+
+    fn fanout(&self) -> Option<&Arc<dyn Fanout>> {
+        Some(&self.fanout)
+    }
+}
+
+/// Publishes to a channel's room: `emit(<event>, channel, data)`, encoded once.
+pub(super) struct SocketIoFanout {
+    io: SocketIo,
+}
+
+impl SocketIoFanout {
+    pub(super) fn new(io: SocketIo) -> SocketIoFanout {
+        SocketIoFanout { io }
+    }
+}
+
+impl Fanout for SocketIoFanout {
+    fn fan_out(&self, publication: &Publication, members: usize) -> usize {
+        let Some(event) = event_name(publication) else {
+            return 0;
+        };
+        let args = socketio_args(publication);
+        let room = publication.channel.to_string();
+        // `toOthers`: a broadcast from the sender's own socket skips it.
+        let sender = publication
+            .except
+            .as_ref()
+            .and_then(|id| Sid::from_str(id.as_str()).ok())
+            .and_then(|sid| self.io.get_socket(sid));
+        // The local adapter's broadcast is synchronous: its future is ready at once.
+        let sent = match &sender {
+            Some(sender) => sender
+                .broadcast()
+                .to(room)
+                .emit(event, &args)
+                .now_or_never(),
+            None => self.io.to(room).emit(event, &args).now_or_never(),
+        };
+        let failures = match sent {
+            Some(Ok(())) => return members,
+            Some(Err(BroadcastError::Socket(errors))) => errors,
+            Some(Err(e)) => {
+                tracing::warn!(error = %e, "could not broadcast to socket.io clients");
+                return 0;
+            }
+            None => return members,
+        };
+        let full = failures
+            .iter()
+            .filter(|e| matches!(e, SocketError::InternalChannelFull))
+            .count();
+        if full > 0 {
+            crate::metrics::metrics().queue_drops.inc_by(full as u64);
+            self.find_full_queues(&publication.channel);
+        }
+        members.saturating_sub(failures.len())
+    }
+}
+
+impl SocketIoFanout {
+    /// Off the publish path: disconnects the members of `channel` whose queue is full.
+    fn find_full_queues(&self, channel: &str) {
+        let io = self.io.clone();
+        let channel = channel.to_owned();
+        tokio::spawn(async move {
+            for socket in io.to(channel).sockets() {
+                disconnect_if_full(socket);
+            }
+        });
+    }
+}
+
+/// Disconnects `socket` if its send queue is full (it cannot take even a tiny event).
+fn disconnect_if_full(socket: SocketRef) {
+    let full = matches!(
+        socket.emit(QUEUE_CHECK_EVENT, &()),
+        Err(SendError::Socket(SocketError::InternalChannelFull))
+    );
+    if !full {
+        return;
+    }
+    crate::metrics::metrics().slow_disconnections.inc();
+    let id = socket.id.to_string();
+    tracing::warn!(socket_id = %id, "send queue full: disconnecting slow client");
+    crate::console::dev(&format!("{id} disconnected: too slow to read its events"));
+    let _ = socket.disconnect();
+}
+
+/// The Socket.IO event name of a publication, or `None` if Socket.IO cannot carry it.
+fn event_name(publication: &Publication) -> Option<&str> {
+    match publication.kind {
+        PublicationKind::Event if is_reserved_event_name(&publication.event) => None,
+        PublicationKind::Event => Some(&publication.event),
+        PublicationKind::MemberAdded => Some("presence:joining"),
+        PublicationKind::MemberRemoved => Some("presence:leaving"),
+    }
+}
+
+fn socketio_args(publication: &Publication) -> (&str, &serde_json::value::RawValue) {
+    (&publication.channel, &publication.data)
 }
