@@ -1,16 +1,18 @@
 //! A minimal Socket.IO subscriber over an Engine.IO websocket (v3 or v4), written for load:
 //! no JSON parsing on the receive path, only the two numbers the benchmark needs.
 
+use crate::ws::{self, FrameHead};
 use anyhow::{Context, bail};
-use futures_util::{SinkExt, StreamExt};
+use bytes::{Buf, BytesMut};
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream, connect_async};
+use tokio::sync::watch;
 
 /// A connected, subscribed socket.
 pub(crate) struct Subscriber {
-    ws: WebSocketStream<MaybeTlsStream<TcpStream>>,
+    stream: TcpStream,
+    buffer: BytesMut,
     eio: u8,
     ping_interval: Duration,
 }
@@ -26,9 +28,13 @@ pub(crate) struct Stamp {
 
 impl Subscriber {
     /// Connects to `base` (e.g. `ws://127.0.0.1:6001`), completes the Socket.IO handshake and
-    /// subscribes to `channel`.
-    pub(crate) async fn connect(base: &str, eio: u8, channel: &str) -> anyhow::Result<Subscriber> {
-        Self::connect_from(base, eio, channel, None).await
+    /// subscribes to each of `channels`.
+    pub(crate) async fn connect(
+        base: &str,
+        eio: u8,
+        channels: &[String],
+    ) -> anyhow::Result<Subscriber> {
+        Self::connect_from(base, eio, channels, None).await
     }
 
     /// As [`Subscriber::connect`], from a chosen local address (several loopback addresses
@@ -36,39 +42,38 @@ impl Subscriber {
     pub(crate) async fn connect_from(
         base: &str,
         eio: u8,
-        channel: &str,
+        channels: &[String],
         source: Option<std::net::IpAddr>,
     ) -> anyhow::Result<Subscriber> {
-        let url = format!("{base}/socket.io/?EIO={eio}&transport=websocket");
-        let mut ws = match source {
-            None => {
-                connect_async(&url)
-                    .await
-                    .with_context(|| format!("connecting to {url}"))?
-                    .0
-            }
-            Some(source) => {
-                let authority = base
-                    .trim_start_matches("ws://")
-                    .split('/')
-                    .next()
-                    .unwrap_or_default();
-                let address = tokio::net::lookup_host(authority)
-                    .await?
-                    .find(std::net::SocketAddr::is_ipv4)
-                    .with_context(|| format!("{authority} has no IPv4 address"))?;
-                let socket = tokio::net::TcpSocket::new_v4()?;
-                socket.bind((source, 0).into())?;
-                let tcp = socket
-                    .connect(address)
-                    .await
-                    .with_context(|| format!("connecting to {url} from {source}"))?;
-                tokio_tungstenite::client_async(url.as_str(), MaybeTlsStream::Plain(tcp))
-                    .await?
-                    .0
-            }
+        let Some(authority) = base
+            .strip_prefix("ws://")
+            .map(|rest| rest.split('/').next().unwrap_or_default())
+        else {
+            bail!("{base}: only ws:// URLs are supported");
         };
-        let open = next_text(&mut ws).await?;
+        let address = tokio::net::lookup_host(authority)
+            .await
+            .with_context(|| format!("resolving {authority}"))?
+            .find(std::net::SocketAddr::is_ipv4)
+            .with_context(|| format!("{authority} has no IPv4 address"))?;
+        let socket = tokio::net::TcpSocket::new_v4()?;
+        if let Some(source) = source {
+            socket.bind((source, 0).into())?;
+        }
+        let mut stream = socket
+            .connect(address)
+            .await
+            .with_context(|| format!("connecting to {base}"))?;
+        stream.set_nodelay(true)?;
+        let path = format!("/socket.io/?EIO={eio}&transport=websocket");
+        let buffer = ws::client_handshake(&mut stream, authority, &path).await?;
+        let mut subscriber = Subscriber {
+            stream,
+            buffer,
+            eio,
+            ping_interval: Duration::from_secs(25),
+        };
+        let open = subscriber.next_text_in(Duration::from_secs(10)).await?;
         let Some(json) = open.strip_prefix('0') else {
             bail!("expected an Engine.IO open packet, got {open:?}");
         };
@@ -76,72 +81,98 @@ impl Subscriber {
             .get("pingInterval")
             .and_then(serde_json::Value::as_u64)
             .unwrap_or(25_000);
+        subscriber.ping_interval = Duration::from_millis(ping_ms);
         if eio == 4 {
-            ws.send(Message::text("40")).await?;
+            subscriber.send("40").await?;
         }
         // EIO4: the CONNECT acknowledgement; EIO3: the server's unsolicited "40".
         // EIO4 servers ping right away: answer it here too, or the server times us out.
         loop {
-            let packet = next_text(&mut ws).await?;
+            let packet = subscriber.next_text_in(Duration::from_secs(10)).await?;
             if packet == "2" {
-                ws.send(Message::text("3")).await?;
+                subscriber.send("3").await?;
             } else if packet.starts_with("40") {
                 break;
             }
         }
-        let subscribe = format!(
-            "42[\"subscribe\",{{\"channel\":\"{channel}\",\"auth\":{{\"headers\":{{}}}}}}]"
-        );
-        ws.send(Message::text(subscribe)).await?;
-        Ok(Subscriber {
-            ws,
-            eio,
-            ping_interval: Duration::from_millis(ping_ms),
-        })
+        for channel in channels {
+            let subscribe = format!(
+                "42[\"subscribe\",{{\"channel\":\"{channel}\",\"auth\":{{\"headers\":{{}}}}}}]"
+            );
+            subscriber.send(&subscribe).await?;
+        }
+        Ok(subscriber)
     }
 
-    /// Receives until `on_event` returns false or the socket closes. Answers EIO4 pings and
-    /// sends EIO3 pings.
+    async fn send(&mut self, text: &str) -> anyhow::Result<()> {
+        self.stream.write_all(&ws::text_frame(text, true)).await?;
+        Ok(())
+    }
+
+    /// The next text frame, as an owned string (handshake only).
+    async fn next_text_in(&mut self, timeout: Duration) -> anyhow::Result<String> {
+        loop {
+            let head = match tokio::time::timeout(
+                timeout,
+                ws::next_frame(&mut self.stream, &mut self.buffer),
+            )
+            .await
+            {
+                Err(_) => bail!("no packet within {timeout:?}"),
+                Ok(frame) => frame?.context("connection closed during the handshake")?,
+            };
+            let FrameHead { opcode, start, len } = head;
+            let text = String::from_utf8_lossy(&self.buffer[start..start + len]).into_owned();
+            self.buffer.advance(start + len);
+            match opcode {
+                1 => return Ok(text),
+                8 => bail!("the server closed the connection during the handshake"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Receives until `on_event` returns false, the socket closes or `stop` turns true.
+    /// Answers EIO4 pings and sends EIO3 pings. `on_event` gets each `42…` frame's text.
     pub(crate) async fn run(
         mut self,
+        mut stop: watch::Receiver<bool>,
         mut on_event: impl FnMut(&str) -> bool,
     ) -> anyhow::Result<()> {
         let mut ping = tokio::time::interval(self.ping_interval);
         ping.tick().await;
         loop {
             tokio::select! {
-                frame = self.ws.next() => {
-                    let Some(frame) = frame else { return Ok(()) };
-                    match frame? {
-                        Message::Text(text) => {
-                            let text = text.as_str();
-                            if text == "2" {
-                                self.ws.send(Message::text("3")).await?;
-                            } else if text.starts_with("42") && !on_event(text) {
-                                let _ = self.ws.close(None).await;
-                                return Ok(());
+                frame = ws::next_frame(&mut self.stream, &mut self.buffer) => {
+                    let Some(FrameHead { opcode, start, len }) = frame? else { return Ok(()) };
+                    let end = start + len;
+                    match opcode {
+                        8 => return Ok(()),
+                        1 => {
+                            let payload = &self.buffer[start..end];
+                            if payload == b"2" {
+                                self.buffer.advance(end);
+                                self.send("3").await?;
+                                continue;
+                            }
+                            if payload.starts_with(b"42") {
+                                let text = std::str::from_utf8(payload).unwrap_or_default();
+                                if !on_event(text) {
+                                    return Ok(());
+                                }
                             }
                         }
-                        Message::Close(_) => return Ok(()),
                         _ => {}
                     }
+                    self.buffer.advance(end);
                 }
                 _ = ping.tick(), if self.eio == 3 => {
-                    self.ws.send(Message::text("2")).await?;
+                    self.send("2").await?;
                 }
-            }
-        }
-    }
-}
-
-async fn next_text(ws: &mut WebSocketStream<MaybeTlsStream<TcpStream>>) -> anyhow::Result<String> {
-    loop {
-        match tokio::time::timeout(Duration::from_secs(10), ws.next()).await {
-            Err(_) => bail!("no packet within 10 s"),
-            Ok(None) => bail!("connection closed during the handshake"),
-            Ok(Some(frame)) => {
-                if let Message::Text(text) = frame? {
-                    return Ok(text.as_str().to_owned());
+                changed = stop.changed() => {
+                    if changed.is_err() || *stop.borrow() {
+                        return Ok(());
+                    }
                 }
             }
         }

@@ -2,8 +2,9 @@
 //! from the intended publish time to receipt (so a late publisher cannot hide latency).
 
 use crate::eio::{Subscriber, stamp};
+use crate::publisher::{PublishArgs, Publisher, Via};
 use crate::target::Target;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use clap::Args;
 use futures_util::StreamExt;
 use futures_util::stream;
@@ -18,12 +19,8 @@ use std::time::{Duration, Instant};
 pub(crate) struct FanoutArgs {
     #[command(flatten)]
     target: Target,
-    /// Redis to publish through.
-    #[arg(long, default_value = "redis://127.0.0.1:6379")]
-    redis: String,
-    /// The server's keyPrefix (prepended to the channel when publishing).
-    #[arg(long, default_value = "")]
-    prefix: String,
+    #[command(flatten)]
+    publish: PublishArgs,
     /// Subscribed connections.
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
@@ -72,6 +69,7 @@ pub(crate) struct FanoutReport {
     scenario: &'static str,
     label: String,
     eio: u8,
+    via: Via,
     subscribers: usize,
     rate: u64,
     duration_s: u64,
@@ -141,47 +139,44 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         .collect::<anyhow::Result<_>>()?;
 
     // Connect with bounded concurrency, so a big N does not look like a SYN flood.
+    let channels = [channel.to_owned()];
     let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.subscribers)
-        .map(|_| Subscriber::connect(&args.target.url, args.target.eio, channel))
+        .map(|_| Subscriber::connect(&args.target.url, args.target.eio, &channels))
         .buffered(64)
         .collect()
         .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (subscriber, tally) in connected.into_iter().zip(&tallies) {
         let subscriber = subscriber?;
         let tally = tally.clone();
         let ready = ready.clone();
         let mut warmed = false;
-        tasks.push(tokio::spawn(subscriber.run(move |frame| {
-            let Some(stamp) = stamp(frame) else {
-                return true;
-            };
-            if stamp.seq == 0 {
-                if !warmed {
-                    warmed = true;
-                    ready.fetch_add(1, Ordering::Relaxed);
+        tasks.push(tokio::spawn(subscriber.run(
+            stopped.clone(),
+            move |frame| {
+                let Some(stamp) = stamp(frame) else {
+                    return true;
+                };
+                if stamp.seq == 0 {
+                    if !warmed {
+                        warmed = true;
+                        ready.fetch_add(1, Ordering::Relaxed);
+                    }
+                    return true;
                 }
-                return true;
-            }
-            let now_us = start.elapsed().as_micros() as u64;
-            let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
-            tally.record(stamp.seq, now_us.saturating_sub(stamp.sent_us));
-            tally.received < publications
-        })));
+                let now_us = start.elapsed().as_micros() as u64;
+                let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
+                tally.record(stamp.seq, now_us.saturating_sub(stamp.sent_us));
+                tally.received < publications
+            },
+        )));
     }
 
-    let client = redis::Client::open(args.redis.as_str()).context("the --redis URL")?;
-    let mut redis = client
-        .get_multiplexed_async_connection()
-        .await
-        .context("connecting to Redis")?;
-    let target = format!("{}{channel}", args.prefix);
+    let mut publisher = Publisher::connect(&args.publish, &args.target.url).await?;
     let pad = "x".repeat(args.payload);
-    let message = |seq: u64, t: u64| {
-        format!(
-            "{{\"event\":\"App\\\\Events\\\\Bench\",\"data\":{{\"seq\":{seq},\"t\":{t},\"pad\":\"{pad}\"}},\"socket\":null}}"
-        )
-    };
+    let data = |seq: u64, t: u64| format!("{{\"seq\":{seq},\"t\":{t},\"pad\":\"{pad}\"}}");
+    let event = "App\\Events\\Bench";
 
     // Warm up until every subscriber has seen an event: subscriptions have no ack.
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -193,11 +188,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
                 args.subscribers
             );
         }
-        let _: () = redis::cmd("PUBLISH")
-            .arg(&target)
-            .arg(message(0, 0))
-            .query_async(&mut redis)
-            .await?;
+        publisher.publish(channel, event, &data(0, 0)).await?;
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -208,10 +199,8 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         let scheduled = publish_start + interval * (seq as u32 - 1);
         tokio::time::sleep_until(scheduled.into()).await;
         let sent_us = scheduled.duration_since(start).as_micros() as u64;
-        let _: () = redis::cmd("PUBLISH")
-            .arg(&target)
-            .arg(message(seq, sent_us))
-            .query_async(&mut redis)
+        publisher
+            .publish(channel, event, &data(seq, sent_us))
             .await?;
     }
     let expected = publications * args.subscribers as u64;
@@ -220,6 +209,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let cpu_after = args.pid.map(crate::idle::cpu_ticks).transpose()?;
+    let _ = stop.send(true);
     for task in &tasks {
         task.abort();
     }
@@ -247,6 +237,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         scenario: "fanout",
         label: args.target.label.clone(),
         eio: args.target.eio,
+        via: args.publish.via,
         subscribers: args.subscribers,
         rate: args.rate,
         duration_s: args.duration,

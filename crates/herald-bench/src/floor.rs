@@ -1,18 +1,22 @@
 //! `floor`: the least a Socket.IO fan-out server can do, to show how far a real one is from the
 //! limit. It speaks just enough Engine.IO (v3 and v4) for `fanout` to connect and subscribe,
-//! PSUBSCRIBEs Redis, encodes each event once and hands the same bytes to every connection.
-//! No channels, auth, presence, heartbeats or limits: not a server, a measuring stick.
+//! PSUBSCRIBEs Redis, encodes each event once **as a complete websocket frame** and hands the
+//! same bytes to every connection; each connection's writer sends everything queued in one
+//! write. No channels, auth, presence, heartbeats or limits: not a server, a measuring stick.
 
+use crate::ws;
 use anyhow::Context;
+use bytes::{Buf, Bytes, BytesMut};
 use clap::Args;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, RwLock};
+use tokio::io::AsyncWriteExt;
+use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
-use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
+use tokio_tungstenite::tungstenite::handshake::derive_accept_key;
 
 /// Options of `floor`.
 #[derive(Args, Debug, Clone)]
@@ -28,7 +32,10 @@ pub(crate) struct FloorArgs {
     prefix: String,
 }
 
-type Subscribers = Arc<Mutex<Vec<mpsc::Sender<Message>>>>;
+/// Frames queued per connection (as Herald's default).
+const QUEUE: usize = 1024;
+
+type Subscribers = Arc<RwLock<Vec<mpsc::Sender<Bytes>>>>;
 
 /// Runs until killed.
 pub(crate) async fn run(args: FloorArgs) -> anyhow::Result<()> {
@@ -45,7 +52,10 @@ pub(crate) async fn run(args: FloorArgs) -> anyhow::Result<()> {
     });
     loop {
         let (stream, _) = listener.accept().await?;
-        tokio::spawn(serve(stream, subscribers.clone()));
+        let subscribers = subscribers.clone();
+        tokio::spawn(async move {
+            let _ = serve(stream, subscribers).await;
+        });
     }
 }
 
@@ -70,79 +80,109 @@ async fn fan_out(args: FloorArgs, subscribers: Subscribers) -> anyhow::Result<()
         let Ok(parsed) = serde_json::from_slice::<Laravel<'_>>(message.get_payload_bytes()) else {
             continue;
         };
-        // Encoded once; every connection gets a clone of the same bytes.
-        let frame = Message::Text(Utf8Bytes::from(format!(
+        let frame = text_frame(&format!(
             "42[{},{},{}]",
             serde_json::to_string(&parsed.event)?,
             serde_json::to_string(&channel)?,
             parsed.data.get()
-        )));
-        let targets = subscribers
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for target in targets {
-            let _ = target.try_send(frame.clone());
+        ));
+        let subscribers = subscribers.read().unwrap_or_else(|p| p.into_inner());
+        for subscriber in subscribers.iter() {
+            let _ = subscriber.try_send(frame.clone());
         }
     }
     Ok(())
 }
 
-// The handshake callback's error type is tungstenite's `ErrorResponse`, which is large.
-#[allow(clippy::result_large_err)]
-async fn serve(stream: TcpStream, subscribers: Subscribers) -> anyhow::Result<()> {
-    let mut eio = 4;
-    let callback = |request: &Request, response: Response| {
-        if request.uri().query().unwrap_or_default().contains("EIO=3") {
-            eio = 3;
-        }
-        Ok(response)
-    };
-    let ws = tokio_tungstenite::accept_hdr_async(stream, callback).await?;
-    let (mut sink, mut source) = ws.split();
-    sink.send(Message::text(
+fn text_frame(text: &str) -> Bytes {
+    ws::text_frame(text, false)
+}
+
+async fn serve(mut stream: TcpStream, subscribers: Subscribers) -> anyhow::Result<()> {
+    let (eio, leftover) = handshake(&mut stream).await?;
+    let (reader, mut writer) = stream.into_split();
+    let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
+    tx.try_send(text_frame(
         r#"0{"sid":"floor","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#,
-    ))
-    .await?;
+    ))?;
     if eio == 3 {
-        sink.send(Message::text("40")).await?;
+        tx.try_send(text_frame("40"))?;
     }
-    let (tx, mut rx) = mpsc::channel::<Message>(1024);
-    // One writer per socket: take what is queued, write it all, flush once.
-    let writer = tokio::spawn(async move {
-        while let Some(message) = rx.recv().await {
-            if sink.feed(message).await.is_err() {
+    // One writer per socket: take everything queued, one write.
+    let writer_task = tokio::spawn(async move {
+        let mut batch = BytesMut::new();
+        while let Some(frame) = rx.recv().await {
+            batch.extend_from_slice(&frame);
+            while let Ok(frame) = rx.try_recv() {
+                batch.extend_from_slice(&frame);
+            }
+            if writer.write_all(&batch).await.is_err() {
                 break;
             }
-            while let Ok(message) = rx.try_recv() {
-                if sink.feed(message).await.is_err() {
-                    return;
-                }
-            }
-            if sink.flush().await.is_err() {
-                break;
-            }
+            batch.clear();
         }
     });
-    let mut subscribed = false;
-    while let Some(Ok(Message::Text(text))) = source.next().await {
-        let text = text.as_str();
-        if text == "40" {
-            let _ = tx.send(Message::text(r#"40{"sid":"floor"}"#)).await;
-        } else if text == "2" {
-            let _ = tx.send(Message::text("3")).await;
-        } else if text.starts_with("42[\"subscribe\"") && !subscribed {
-            subscribed = true;
-            subscribers
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .push(tx.clone());
-        }
-    }
-    writer.abort();
+    let result = read_frames(reader, leftover, &tx, &subscribers).await;
+    writer_task.abort();
     subscribers
-        .lock()
+        .write()
         .unwrap_or_else(|p| p.into_inner())
         .retain(|s| !s.same_channel(&tx));
+    result
+}
+
+/// Reads the HTTP upgrade request and answers it; returns the Engine.IO version and any bytes
+/// read past the request.
+async fn handshake(stream: &mut TcpStream) -> anyhow::Result<(u8, BytesMut)> {
+    let (head, rest) = ws::read_http_head(stream).await?;
+    let key = head
+        .lines()
+        .find_map(|line| {
+            let (name, value) = line.split_once(':')?;
+            name.eq_ignore_ascii_case("sec-websocket-key")
+                .then(|| value.trim().to_owned())
+        })
+        .context("no Sec-WebSocket-Key")?;
+    let eio = if head.lines().next().unwrap_or_default().contains("EIO=3") {
+        3
+    } else {
+        4
+    };
+    let response = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        derive_accept_key(key.as_bytes())
+    );
+    stream.write_all(response.as_bytes()).await?;
+    Ok((eio, rest))
+}
+
+/// Reads masked client frames: answers pings, acknowledges CONNECT, registers the subscribe.
+async fn read_frames(
+    mut reader: OwnedReadHalf,
+    mut buffer: BytesMut,
+    tx: &mpsc::Sender<Bytes>,
+    subscribers: &Subscribers,
+) -> anyhow::Result<()> {
+    let mut subscribed = false;
+    while let Some(head) = ws::next_frame(&mut reader, &mut buffer).await? {
+        if head.opcode == 8 {
+            return Ok(());
+        }
+        let payload = &buffer[head.start..head.start + head.len];
+        if head.opcode == 1 {
+            if payload == b"2" {
+                let _ = tx.try_send(text_frame("3"));
+            } else if payload == b"40" {
+                let _ = tx.try_send(text_frame(r#"40{"sid":"floor"}"#));
+            } else if payload.starts_with(b"42[\"subscribe\"") && !subscribed {
+                subscribed = true;
+                subscribers
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push(tx.clone());
+            }
+        }
+        buffer.advance(head.start + head.len);
+    }
     Ok(())
 }

@@ -73,16 +73,17 @@ pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
     let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.connections)
         .map(|i| {
             let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 8) as u8));
-            let channel = format!("idle-{}", i % 100);
+            let channels = [format!("idle-{}", i % 100)];
             let (url, eio) = (args.target.url.clone(), args.target.eio);
-            async move { Subscriber::connect_from(&url, eio, &channel, Some(source)).await }
+            async move { Subscriber::connect_from(&url, eio, &channels, Some(source)).await }
         })
         .buffer_unordered(128)
         .collect()
         .await;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for subscriber in connected {
-        tasks.push(tokio::spawn(subscriber?.run(|_| true)));
+        tasks.push(tokio::spawn(subscriber?.run(stopped.clone(), |_| true)));
     }
     // Let the subscribes land and allocations settle.
     tokio::time::sleep(Duration::from_secs(2)).await;
@@ -90,6 +91,7 @@ pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
     tokio::time::sleep(Duration::from_secs(args.hold)).await;
     let ticks_after = cpu_ticks(args.pid)?;
     let rss_after = rss(args.pid)?;
+    let _ = stop.send(true);
     for task in &tasks {
         task.abort();
     }

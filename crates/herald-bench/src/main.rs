@@ -6,7 +6,9 @@ mod fanout;
 mod floor;
 mod idle;
 mod knee;
+mod publisher;
 mod target;
+mod ws;
 
 use clap::{Parser, Subcommand};
 
