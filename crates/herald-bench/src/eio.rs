@@ -27,18 +27,9 @@ pub(crate) struct Stamp {
 }
 
 impl Subscriber {
-    /// Connects to `base` (e.g. `ws://127.0.0.1:6001`), completes the Socket.IO handshake and
-    /// subscribes to each of `channels`.
-    pub(crate) async fn connect(
-        base: &str,
-        eio: u8,
-        channels: &[String],
-    ) -> anyhow::Result<Subscriber> {
-        Self::connect_from(base, eio, channels, None).await
-    }
-
-    /// As [`Subscriber::connect`], from a chosen local address (several loopback addresses
-    /// get past the ~28k ephemeral ports of one source address).
+    /// Connects to `base` (e.g. `ws://127.0.0.1:6001`) from `source` if given (several
+    /// loopback addresses get past the ~28k ephemeral ports of one source address), completes
+    /// the Socket.IO handshake and subscribes to each of `channels`.
     pub(crate) async fn connect_from(
         base: &str,
         eio: u8,

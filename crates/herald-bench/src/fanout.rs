@@ -1,5 +1,7 @@
-//! `fanout`: N subscribers on one channel, constant-arrival publishes through Redis, latency
-//! from the intended publish time to receipt (so a late publisher cannot hide latency).
+//! `fanout`: N subscribers on one channel, constant-arrival publishes through Redis or the
+//! HTTP API, latency from the intended publish time to receipt (so a late publisher cannot
+//! hide latency). With `--channels` > 1 it is the `many-channels` scenario: each connection
+//! subscribes `--channels-per-connection` channels and publishes go round-robin over all.
 
 use crate::eio::{Subscriber, stamp};
 use crate::publisher::{PublishArgs, Publisher, Via};
@@ -10,6 +12,7 @@ use futures_util::StreamExt;
 use futures_util::stream;
 use hdrhistogram::Histogram;
 use serde::Serialize;
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -24,6 +27,13 @@ pub(crate) struct FanoutArgs {
     /// Subscribed connections.
     #[arg(long, default_value_t = 100)]
     subscribers: usize,
+    /// Channels (`bench-0` … `bench-<n-1>`, or just `bench` when 1).
+    #[arg(long, default_value_t = 1)]
+    channels: usize,
+    /// Channels each connection subscribes: connection j takes channels j·k … j·k+k-1 (mod
+    /// `--channels`), so each channel gets subscribers·k/channels subscribers.
+    #[arg(long, default_value_t = 1)]
+    channels_per_connection: usize,
     /// Publishes per second.
     #[arg(long, default_value_t = 100)]
     rate: u64,
@@ -71,6 +81,8 @@ pub(crate) struct FanoutReport {
     eio: u8,
     via: Via,
     subscribers: usize,
+    channels: usize,
+    channels_per_connection: usize,
     rate: u64,
     duration_s: u64,
     payload_bytes: usize,
@@ -130,7 +142,11 @@ impl Tally {
 
 /// Runs the scenario and prints the report.
 pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
-    let channel = "bench";
+    let layout = Layout::new(
+        args.subscribers,
+        args.channels,
+        args.channels_per_connection,
+    )?;
     let publications = args.rate * args.duration;
     let start = Instant::now();
     let ready = Arc::new(AtomicUsize::new(0));
@@ -139,19 +155,30 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         .collect::<anyhow::Result<_>>()?;
 
     // Connect with bounded concurrency, so a big N does not look like a SYN flood.
-    let channels = [channel.to_owned()];
-    let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.subscribers)
-        .map(|_| Subscriber::connect(&args.target.url, args.target.eio, &channels))
-        .buffered(64)
-        .collect()
-        .await;
+    let connected: Vec<anyhow::Result<Subscriber>> =
+        stream::iter(0..args.subscribers)
+            .map(|j| {
+                let channels: Vec<String> = layout
+                    .channels_of(j)
+                    .map(|c| layout.channel_name(c))
+                    .collect();
+                let url = args.target.url.clone();
+                let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (j % 8) as u8));
+                async move {
+                    Subscriber::connect_from(&url, args.target.eio, &channels, Some(source)).await
+                }
+            })
+            .buffered(64)
+            .collect()
+            .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (subscriber, tally) in connected.into_iter().zip(&tallies) {
         let subscriber = subscriber?;
         let tally = tally.clone();
         let ready = ready.clone();
-        let mut warmed = false;
+        // Warm-up events seen, one bit per channel of this connection.
+        let mut warmed: Vec<u32> = Vec::with_capacity(layout.per_connection);
         tasks.push(tokio::spawn(subscriber.run(
             stopped.clone(),
             move |frame| {
@@ -159,16 +186,19 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
                     return true;
                 };
                 if stamp.seq == 0 {
-                    if !warmed {
-                        warmed = true;
-                        ready.fetch_add(1, Ordering::Relaxed);
+                    let channel = warm_up_channel(frame);
+                    if warmed.len() < layout.per_connection && !warmed.contains(&channel) {
+                        warmed.push(channel);
+                        if warmed.len() == layout.per_connection {
+                            ready.fetch_add(1, Ordering::Relaxed);
+                        }
                     }
                     return true;
                 }
                 let now_us = start.elapsed().as_micros() as u64;
                 let mut tally = tally.lock().unwrap_or_else(|p| p.into_inner());
                 tally.record(stamp.seq, now_us.saturating_sub(stamp.sent_us));
-                tally.received < publications
+                true
             },
         )));
     }
@@ -176,19 +206,25 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     let mut publisher = Publisher::connect(&args.publish, &args.target.url).await?;
     let pad = "x".repeat(args.payload);
     let data = |seq: u64, t: u64| format!("{{\"seq\":{seq},\"t\":{t},\"pad\":\"{pad}\"}}");
+    let warm_up = |channel: usize| format!("{{\"seq\":0,\"t\":0,\"c\":{channel}}}");
     let event = "App\\Events\\Bench";
 
-    // Warm up until every subscriber has seen an event: subscriptions have no ack.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Warm up until every subscriber has seen an event on each of its channels:
+    // subscriptions have no acknowledgement.
+    let deadline = Instant::now() + Duration::from_secs(60);
     while ready.load(Ordering::Relaxed) < args.subscribers {
         if Instant::now() > deadline {
             bail!(
-                "only {} of {} subscribers received the warm-up event in 30 s",
+                "only {} of {} subscribers received the warm-up events in 60 s",
                 ready.load(Ordering::Relaxed),
                 args.subscribers
             );
         }
-        publisher.publish(channel, event, &data(0, 0)).await?;
+        for channel in 0..layout.channels {
+            publisher
+                .publish(&layout.channel_name(channel), event, &warm_up(channel))
+                .await?;
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -199,11 +235,17 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         let scheduled = publish_start + interval * (seq as u32 - 1);
         tokio::time::sleep_until(scheduled.into()).await;
         let sent_us = scheduled.duration_since(start).as_micros() as u64;
+        let channel = layout.channel_of_publication(seq);
         publisher
-            .publish(channel, event, &data(seq, sent_us))
+            .publish(&layout.channel_name(channel), event, &data(seq, sent_us))
             .await?;
     }
-    let expected = publications * args.subscribers as u64;
+    let expected: u64 = layout
+        .subscriber_counts()
+        .iter()
+        .enumerate()
+        .map(|(c, &n)| n as u64 * publications_on(c, publications, layout.channels))
+        .sum();
     let drain_deadline = Instant::now() + Duration::from_secs(10);
     while total(&tallies, |t| t.received) < expected && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
@@ -234,11 +276,17 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     }
     let received = total(&tallies, |t| t.received);
     let report = FanoutReport {
-        scenario: "fanout",
+        scenario: if args.channels > 1 {
+            "many-channels"
+        } else {
+            "fanout"
+        },
         label: args.target.label.clone(),
         eio: args.target.eio,
         via: args.publish.via,
         subscribers: args.subscribers,
+        channels: args.channels,
+        channels_per_connection: args.channels_per_connection,
         rate: args.rate,
         duration_s: args.duration,
         payload_bytes: args.payload,
@@ -268,6 +316,75 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     Ok(report)
 }
 
+/// Who subscribes what, and where each publication goes.
+#[derive(Debug, Clone, Copy)]
+struct Layout {
+    connections: usize,
+    channels: usize,
+    per_connection: usize,
+}
+
+impl Layout {
+    fn new(connections: usize, channels: usize, per_connection: usize) -> anyhow::Result<Layout> {
+        if channels == 0 || per_connection == 0 || per_connection > channels {
+            bail!("--channels-per-connection must be between 1 and --channels");
+        }
+        Ok(Layout {
+            connections,
+            channels,
+            per_connection,
+        })
+    }
+
+    fn channel_name(&self, channel: usize) -> String {
+        if self.channels == 1 {
+            "bench".to_owned()
+        } else {
+            format!("bench-{channel}")
+        }
+    }
+
+    fn channels_of(&self, connection: usize) -> impl Iterator<Item = usize> + use<> {
+        let (first, channels) = (connection * self.per_connection, self.channels);
+        (0..self.per_connection).map(move |i| (first + i) % channels)
+    }
+
+    /// Subscribers of each channel.
+    fn subscriber_counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.channels];
+        for connection in 0..self.connections {
+            for channel in self.channels_of(connection) {
+                counts[channel] += 1;
+            }
+        }
+        counts
+    }
+
+    fn channel_of_publication(&self, seq: u64) -> usize {
+        ((seq - 1) % self.channels as u64) as usize
+    }
+}
+
+/// How many of `publications` (round-robin from channel 0) land on `channel`.
+fn publications_on(channel: usize, publications: u64, channels: usize) -> u64 {
+    let channels = channels as u64;
+    publications / channels + u64::from((channel as u64) < publications % channels)
+}
+
+/// The channel index carried by a warm-up event (`"c":N`), 0 when absent.
+fn warm_up_channel(frame: &str) -> u32 {
+    frame
+        .find("\"c\":")
+        .and_then(|at| {
+            let digits = &frame[at + 4..];
+            let end = digits
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(digits.len());
+            digits[..end].parse().ok()
+        })
+        .unwrap_or(0)
+}
+
 fn total(tallies: &[Arc<Mutex<Tally>>], field: impl Fn(&Tally) -> u64) -> u64 {
     tallies
         .iter()
@@ -278,6 +395,27 @@ fn total(tallies: &[Arc<Mutex<Tally>>], field: impl Fn(&Tally) -> u64) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn layout_spreads_subscriptions_evenly() {
+        let layout = Layout::new(20, 100, 10).expect("layout");
+        assert_eq!(
+            layout.channels_of(0).collect::<Vec<_>>(),
+            (0..10).collect::<Vec<_>>()
+        );
+        assert_eq!(layout.channels_of(10).next(), Some(0));
+        assert!(layout.subscriber_counts().iter().all(|&n| n == 2));
+        assert_eq!(publications_on(0, 250, 100), 3);
+        assert_eq!(publications_on(50, 250, 100), 2);
+        assert_eq!(layout.channel_of_publication(101), 0);
+        assert_eq!(
+            warm_up_channel(r#"42["E","bench-7",{"seq":0,"t":0,"c":7}]"#),
+            7
+        );
+        let single = Layout::new(5, 1, 1).expect("layout");
+        assert_eq!(single.channel_name(0), "bench");
+        assert_eq!(single.subscriber_counts(), vec![5]);
+    }
 
     #[test]
     fn tally_counts_duplicates_once() {

@@ -7,6 +7,7 @@ mod floor;
 mod idle;
 mod knee;
 mod publisher;
+mod storm;
 mod target;
 mod ws;
 
@@ -22,8 +23,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Scenario {
-    /// N subscribers on one channel, constant-rate publishes through Redis; latency and delivery.
+    /// N subscribers on one channel (or, with --channels, many channels), constant-rate
+    /// publishes through Redis or the HTTP API; latency and delivery.
     Fanout(fanout::FanoutArgs),
+    /// N clients connect and subscribe at once (and, optionally, again after a restart).
+    Storm(storm::StormArgs),
     /// N subscribed idle connections: server RSS per connection and idle CPU.
     Idle(idle::IdleArgs),
     /// Fan-out at rising rates until p99 > 100 ms or deliveries are lost: the last stable rate.
@@ -40,6 +44,10 @@ async fn main() -> anyhow::Result<()> {
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Scenario::Floor(args) => floor::run(args).await?,
+        Scenario::Storm(args) => {
+            let report = storm::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
         Scenario::Knee(args) => {
             let report = knee::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
