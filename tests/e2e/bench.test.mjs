@@ -3,10 +3,10 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { execFile } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { promisify } from 'node:util';
 import { join } from 'node:path';
-import { startHerald, startRedis, repoRoot } from './lib/harness.mjs';
+import { freePort, startHerald, startRedis, repoRoot, waitUntil } from './lib/harness.mjs';
 
 const run = promisify(execFile);
 const bench = process.env.HERALD_BENCH_BIN ?? join(repoRoot, 'target/debug/herald-bench');
@@ -50,5 +50,85 @@ test('herald-bench idle opens every connection and reads the server\'s memory', 
     assert.match(status.text, /herald_new_connections_total\{protocol="socketio"\} 50/, 'all 50 reached the server');
   } finally {
     await herald.stop();
+  }
+});
+
+test('herald-bench many-channels through the HTTP API counts every delivery', async () => {
+  const herald = await startHerald({
+    config: { database: 'memory', subscribers: { redis: false, http: true }, clients: [{ appId: 'bench', key: 'bench-key' }] },
+  });
+  try {
+    const { stdout } = await run(bench, [
+      'fanout', '--url', `ws://127.0.0.1:${herald.port}`, '--via', 'http', '--app-id', 'bench', '--key', 'bench-key',
+      '--subscribers', '10', '--channels', '20', '--channels-per-connection', '4', '--rate', '50', '--duration', '2', '--label', 'herald',
+    ], { timeout: 60000 });
+    const report = JSON.parse(stdout);
+    assert.equal(report.scenario, 'many-channels');
+    assert.equal(report.via, 'http');
+    assert.equal(report.published, 100);
+    // 10 connections × 4 channels over 20 channels: 2 subscribers per channel.
+    assert.equal(report.expected, 100 * 2);
+    assert.equal(report.received, report.expected, 'each publication reached exactly its channel\'s subscribers');
+    assert.equal(report.duplicates, 0);
+    const metrics = await herald.api('/metrics');
+    const viaHttp = Number(metrics.text.match(/herald_published_total\{source="http"\} (\d+)/)?.[1]);
+    assert.ok(viaHttp >= 100, `the publishes went through the HTTP API (${viaHttp})`);
+  } finally {
+    await herald.stop();
+  }
+});
+
+test('herald-bench storm: every client subscribes, and comes back after a restart', async () => {
+  const redis = await startRedis();
+  const config = { database: 'memory', databaseConfig: { redis: { port: redis.port } } };
+  let herald = await startHerald({ config });
+  try {
+    const storm = execFile(bench, [
+      'storm', '--url', `ws://127.0.0.1:${herald.port}`, '--redis', `redis://127.0.0.1:${redis.port}`,
+      '--clients', '100', '--await-restart', '--timeout', '30', '--label', 'herald',
+    ], { timeout: 90000 });
+    const finished = new Promise((resolve, reject) => {
+      let stdout = '';
+      storm.stdout.on('data', (d) => (stdout += d));
+      storm.once('exit', (code) => (code === 0 ? resolve(JSON.parse(stdout)) : reject(new Error(`storm exited ${code}`))));
+    });
+    await new Promise((resolve) => storm.stderr.on('data', (d) => String(d).includes('ready for restart') && resolve()));
+    await herald.stop();
+    herald = await startHerald({ config, port: herald.port, cwd: herald.cwd });
+    const report = await finished;
+    assert.equal(report.clients, 100);
+    assert.ok(report.all_subscribed_ms > 0 && report.all_connected_ms <= report.all_subscribed_ms);
+    assert.ok(report.restart_all_resubscribed_ms > 0, 'every client received events again after the restart');
+    const metrics = await herald.api('/metrics');
+    assert.match(metrics.text, /herald_connected\{protocol="socketio"\} 100\b/, 'all 100 reconnected to the new process');
+  } finally {
+    await herald.stop();
+    await redis.stop();
+  }
+});
+
+test('herald-bench floor: the raw fan-out server delivers every event exactly once', async () => {
+  const redis = await startRedis();
+  const port = await freePort();
+  const floor = spawn(bench, ['floor', '--listen', `127.0.0.1:${port}`, '--redis', `redis://127.0.0.1:${redis.port}`], { stdio: 'ignore' });
+  try {
+    await waitUntil(async () => {
+      try {
+        await fetch(`http://127.0.0.1:${port}/`);
+      } catch (e) {
+        return e.cause?.code !== 'ECONNREFUSED';
+      }
+      return true;
+    }, { timeoutMs: 10000, what: 'the floor listening' });
+    const { stdout } = await run(bench, [
+      'fanout', '--url', `ws://127.0.0.1:${port}`, '--redis', `redis://127.0.0.1:${redis.port}`,
+      '--subscribers', '20', '--rate', '40', '--duration', '2', '--eio', '3', '--label', 'floor',
+    ], { timeout: 60000 });
+    const report = JSON.parse(stdout);
+    assert.equal(report.received, 20 * 80);
+    assert.equal(report.duplicates, 0);
+  } finally {
+    floor.kill();
+    await redis.stop();
   }
 });

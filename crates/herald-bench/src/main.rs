@@ -6,6 +6,7 @@ mod fanout;
 mod floor;
 mod idle;
 mod knee;
+mod plot;
 mod publisher;
 mod storm;
 mod target;
@@ -32,18 +33,27 @@ enum Scenario {
     Idle(idle::IdleArgs),
     /// Fan-out at rising rates until p99 > 100 ms or deliveries are lost: the last stable rate.
     Knee(knee::KneeArgs),
+    /// Renders the side-by-side charts (SVG) from `scripts/bench`'s plot data.
+    Plot(plot::PlotArgs),
     /// A minimal fan-out server (encode once, one queue per socket) to measure the floor.
     Floor(floor::FloorArgs),
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // reqwest is built without a TLS provider (the workspace shares Herald's features).
+    let _ = rustls::crypto::ring::default_provider().install_default();
     match Cli::parse().scenario {
         Scenario::Fanout(args) => {
             let report = fanout::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Scenario::Floor(args) => floor::run(args).await?,
+        Scenario::Plot(args) => {
+            for file in plot::run(args)? {
+                println!("{}", file.display());
+            }
+        }
         Scenario::Storm(args) => {
             let report = storm::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
