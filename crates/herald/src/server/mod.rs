@@ -17,6 +17,7 @@ use crate::sources::redis::RedisSource;
 use anyhow::{Context, bail};
 use axum::Router;
 use axum::middleware::from_fn_with_state;
+use axum_server::accept::NoDelayAcceptor;
 use axum_server::tls_rustls::RustlsConfig;
 use signals::Signals;
 use std::net::SocketAddr;
@@ -216,7 +217,9 @@ async fn serve(
     let make_service = app.into_make_service();
     match tls {
         None => {
-            let mut server = axum_server::from_tcp(listener)?.handle(handle);
+            let mut server = axum_server::from_tcp(listener)?
+                .acceptor(NoDelayAcceptor::new())
+                .handle(handle);
             server
                 .http_builder()
                 .http1()

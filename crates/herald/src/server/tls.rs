@@ -137,6 +137,7 @@ impl<S: Send + 'static> Accept<TcpStream, S> for TlsOnly {
 
     fn accept(&self, mut stream: TcpStream, service: S) -> Self::Future {
         Box::pin(async move {
+            stream.set_nodelay(true)?;
             let mut first = [0u8; 1];
             let peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
             match peeked {
