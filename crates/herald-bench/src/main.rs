@@ -43,6 +43,8 @@ enum Scenario {
 async fn main() -> anyhow::Result<()> {
     // reqwest is built without a TLS provider (the workspace shares Herald's features).
     let _ = rustls::crypto::ring::default_provider().install_default();
+    // Every subscriber is a socket: allow as many as the hard limit does.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
     match Cli::parse().scenario {
         Scenario::Fanout(args) => {
             let report = fanout::run(args).await?;

@@ -72,6 +72,7 @@ fn app(
 pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     let config = &loaded.config;
     banner::print(&loaded);
+    raise_open_file_limit();
     let mut signals = Signals::install()?;
     let tls = match config.protocol {
         ListenProtocol::Https => Some(tls::load(&config.tls).await?),
@@ -205,6 +206,20 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     }
     console::info("The Herald server has been stopped.");
     Ok(())
+}
+
+/// Raises the soft open-file limit to the hard one: every client holds a file descriptor, and
+/// the usual soft default (1,024) would refuse connections long before memory runs out.
+fn raise_open_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) if limit < 4096 => console::warning(&format!(
+            "The open file limit is {limit}: Herald can hold fewer than {limit} clients. Raise it (systemd: LimitNOFILE=, shell: ulimit -n)."
+        )),
+        Ok(limit) => tracing::debug!(limit, "open file limit"),
+        Err(e) => console::warning(&format!(
+            "Could not raise the open file limit ({e}); Herald holds at most as many clients as `ulimit -n` allows."
+        )),
+    }
 }
 
 /// Serves `app` on `listener`, over TLS when `tls` is set.
