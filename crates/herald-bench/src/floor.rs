@@ -99,6 +99,8 @@ fn text_frame(text: &str) -> Bytes {
 }
 
 async fn serve(mut stream: TcpStream, subscribers: Subscribers) -> anyhow::Result<()> {
+    // As Herald and laravel-echo-server (Node) do: no Nagle delay on small frames.
+    stream.set_nodelay(true)?;
     let (eio, leftover) = handshake(&mut stream).await?;
     let (reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
