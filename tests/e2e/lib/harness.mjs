@@ -165,9 +165,20 @@ export async function startRedis({ port, tls } = {}) {
  * Starts Herald. `config` (an object) is written as laravel-echo-server.json in a scratch
  * directory unless `config` is null; `args` go after `start`.
  */
-export async function startHerald({ config = {}, env = {}, args = [], cwd, waitFor = 'Server ready!', port } = {}) {
+export async function startHerald(options = {}) {
+  // A port found free can be taken before Herald binds it, by any outgoing connection's
+  // ephemeral port: when the test did not choose the port, try another one.
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await launchHerald({ ...options, port: options.port ?? (await freePort()) });
+    } catch (e) {
+      if (options.port !== undefined || attempt === 3 || !/port is already in use/.test(e.message)) throw e;
+    }
+  }
+}
+
+async function launchHerald({ config = {}, env = {}, args = [], cwd, waitFor = 'Server ready!', port }) {
   cwd ??= scratchDir();
-  port ??= await freePort();
   if (config !== null) {
     writeFileSync(join(cwd, 'laravel-echo-server.json'), JSON.stringify({ port, ...config }, null, '\t'));
   }
