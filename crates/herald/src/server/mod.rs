@@ -235,10 +235,7 @@ async fn serve(
             let mut server = axum_server::from_tcp(listener)?
                 .acceptor(NoDelayAcceptor::new())
                 .handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+            limit_header_time(&mut server);
             server.serve(make_service).await
         }
         Some(config) => {
@@ -249,13 +246,18 @@ async fn serve(
                         .acceptor(tls::TlsOnly)
                 })
                 .handle(handle);
-            server
-                .http_builder()
-                .http1()
-                .header_read_timeout(HEADER_READ_TIMEOUT);
+            limit_header_time(&mut server);
             server.serve(make_service).await
         }
     }
+}
+
+/// Gives clients `HEADER_READ_TIMEOUT` to send a request's headers (against slowloris).
+fn limit_header_time<Acceptor>(server: &mut axum_server::Server<SocketAddr, Acceptor>) {
+    server
+        .http_builder()
+        .http1()
+        .header_read_timeout(HEADER_READ_TIMEOUT);
 }
 
 /// Binds before saying "Running at", and turns bind errors into advice.
