@@ -10,10 +10,12 @@ pub mod config;
 pub mod console;
 pub mod hub;
 pub mod metrics;
+pub mod peer;
 pub mod prefix;
 pub mod presence;
 pub mod protocol;
 pub mod redis_client;
+pub mod secret;
 pub mod server;
 pub mod sources;
 #[cfg(test)]

@@ -21,10 +21,9 @@ impl FromRequestParts<ApiState> for AuthorizedApp {
         if app_id.is_empty() || key.is_empty() {
             return Err(ApiError::Unauthorized);
         }
-        let known = state
-            .clients
-            .iter()
-            .any(|c| c.app_id == app_id && constant_time_eq(c.key.as_bytes(), key.as_bytes()));
+        let known = state.clients.iter().any(|c| {
+            c.app_id == app_id && crate::secret::secrets_equal(c.key.as_bytes(), key.as_bytes())
+        });
         if known {
             Ok(AuthorizedApp)
         } else {
@@ -78,14 +77,6 @@ fn hex_value(b: u8) -> Option<u8> {
     (b as char).to_digit(16).map(|d| d as u8)
 }
 
-/// Compares secrets without leaking where they differ through timing.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,13 +104,6 @@ mod tests {
             Some("a+b")
         );
         assert_eq!(presented_key(&parts("/apps/a/status", None)), None);
-    }
-
-    #[test]
-    fn secrets_compare_exactly() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"ab"));
     }
 
     proptest::proptest! {

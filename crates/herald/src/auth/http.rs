@@ -1,6 +1,6 @@
 //! The auth request laravel-echo-server sends, with a timeout, pooling and TLS verification.
 
-use super::{Grant, Refusal, judge, select_auth_host};
+use super::{AuthTarget, Grant, Refusal, judge, select_auth_host};
 use crate::config::Config;
 use crate::hub::ChannelKind;
 use http::{HeaderMap, HeaderName, HeaderValue};
@@ -21,6 +21,18 @@ const NOT_FORWARDED: &[&str] = &[
     "expect",
     "te",
     "x-requested-with",
+    // Herald says who the client is, and what the request is: a client must not claim to be
+    // someone else, or turn the POST into another method, or pick the socket id Laravel sees.
+    "x-forwarded-for",
+    "forwarded",
+    "x-real-ip",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-forwarded-port",
+    "x-http-method-override",
+    "x-http-method",
+    "x-method-override",
+    "x-socket-id",
 ];
 
 /// What a subscribe brings to authorize.
@@ -36,6 +48,8 @@ pub struct AuthRequest {
     pub handshake_cookie: Option<String>,
     /// The handshake's `Referer`, which selects among several `authHost`s.
     pub referer: Option<String>,
+    /// `X-Forwarded-For` to send: the client's real address (see [`crate::peer`]).
+    pub forwarded_for: Option<String>,
 }
 
 /// The auth endpoint's answer, before judgement.
@@ -91,24 +105,26 @@ impl HttpAuthorizer {
     }
 
     /// The auth host a request with this referer goes to.
-    pub fn host_for(&self, referer: Option<&str>) -> String {
-        select_auth_host(&self.hosts, referer).into_owned()
+    pub fn target_for(&self, referer: Option<&str>) -> AuthTarget {
+        select_auth_host(&self.hosts, referer)
     }
 
     /// The URL a request with this referer goes to.
     pub fn url_for(&self, referer: Option<&str>) -> String {
-        format!("{}{}", self.host_for(referer), self.endpoint)
+        format!("{}{}", self.target_for(referer).base, self.endpoint)
     }
 
     /// Asks the app; the answer is judged by [`judge`].
     pub async fn authorize(&self, request: &AuthRequest) -> Result<Grant, Refusal> {
         let started = std::time::Instant::now();
+        let body_shown = self.target_for(request.referer.as_deref()).configured;
         let verdict = self.ask(request).await.and_then(|answer| {
             judge(
                 ChannelKind::of(&request.channel),
                 answer.status,
                 &answer.body,
                 self.strict,
+                body_shown,
             )
         });
         let outcome = match &verdict {
@@ -155,9 +171,10 @@ impl HttpAuthorizer {
     }
 }
 
-/// Echo's `auth.headers` minus hop-by-hop ones, the handshake cookie when the client sent no
-/// `Cookie`, and `X-Requested-With: XMLHttpRequest` always (so Laravel answers 401, not a
-/// redirect to the login page).
+/// Echo's `auth.headers` minus hop-by-hop and identity ones, the handshake cookie when the
+/// client sent no `Cookie`, `X-Forwarded-For` with the client's real address, and
+/// `X-Requested-With: XMLHttpRequest` always (so Laravel answers 401, not a redirect to the
+/// login page).
 fn forwarded_headers(request: &AuthRequest) -> HeaderMap {
     let mut headers = HeaderMap::new();
     for (name, value) in &request.client_headers {
@@ -178,6 +195,13 @@ fn forwarded_headers(request: &AuthRequest) -> HeaderMap {
             .and_then(|c| HeaderValue::from_str(c).ok())
     {
         headers.insert(http::header::COOKIE, cookie);
+    }
+    if let Some(value) = request
+        .forwarded_for
+        .as_deref()
+        .and_then(|v| HeaderValue::from_str(v).ok())
+    {
+        headers.insert(HeaderName::from_static("x-forwarded-for"), value);
     }
     headers.insert(
         HeaderName::from_static("x-requested-with"),
@@ -243,6 +267,33 @@ mod tests {
         assert_eq!(headers["cookie"], "laravel_session=s");
         assert!(!headers.contains_key("content-length"));
         assert_eq!(headers.len(), 4);
+    }
+
+    #[test]
+    fn identity_headers_are_herald_s_not_the_client_s() {
+        let request = AuthRequest {
+            client_headers: vec![
+                ("X-Forwarded-For".into(), "10.0.0.1".into()),
+                ("Forwarded".into(), "for=10.0.0.1".into()),
+                ("X-Real-IP".into(), "10.0.0.1".into()),
+                ("X-Forwarded-Host".into(), "admin.internal".into()),
+                ("X-HTTP-Method-Override".into(), "DELETE".into()),
+                ("X-Socket-ID".into(), "someone.else".into()),
+            ],
+            forwarded_for: Some("203.0.113.9".into()),
+            ..AuthRequest::default()
+        };
+        let headers = forwarded_headers(&request);
+        assert_eq!(headers["x-forwarded-for"], "203.0.113.9");
+        for name in [
+            "forwarded",
+            "x-real-ip",
+            "x-forwarded-host",
+            "x-http-method-override",
+            "x-socket-id",
+        ] {
+            assert!(!headers.contains_key(name), "{name}");
+        }
     }
 
     #[test]

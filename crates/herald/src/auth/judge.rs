@@ -28,8 +28,15 @@ impl Refusal {
 
 /// Judges an answer. Status 200 grants, as laravel-echo-server does; with `strict`, the body
 /// must also be what Laravel sends: `true` (or an object) for private channels, an object with
-/// `channel_data` for presence channels.
-pub fn judge(kind: ChannelKind, status: u16, body: &[u8], strict: bool) -> Result<Grant, Refusal> {
+/// `channel_data` for presence channels. A strict refusal quotes the start of the body only
+/// when `body_shown` (the host is configured, not chosen by a client's referer).
+pub fn judge(
+    kind: ChannelKind,
+    status: u16,
+    body: &[u8],
+    strict: bool,
+    body_shown: bool,
+) -> Result<Grant, Refusal> {
     if status != 200 {
         return Err(Refusal {
             status,
@@ -46,16 +53,22 @@ pub fn judge(kind: ChannelKind, status: u16, body: &[u8], strict: bool) -> Resul
             other => Some(other.clone()),
         });
     if strict {
-        strict_check(kind, parsed.as_ref(), channel_data.as_ref(), body)?;
+        let quote = |text: String| if body_shown { text } else { HIDDEN.to_owned() };
+        strict_check(kind, parsed.as_ref(), channel_data.as_ref(), body, quote)?;
     }
     Ok(Grant { channel_data })
 }
+
+/// What a refusal says instead of quoting an answer from a host nobody configured verbatim:
+/// the client chose that host, and must not learn what it answered.
+const HIDDEN: &str = "(not shown: the host was chosen by the page's Referer)";
 
 fn strict_check(
     kind: ChannelKind,
     parsed: Option<&Value>,
     channel_data: Option<&Value>,
     body: &[u8],
+    quote: impl Fn(String) -> String,
 ) -> Result<(), Refusal> {
     let refuse = |what: String| {
         Err(Refusal {
@@ -64,10 +77,10 @@ fn strict_check(
         })
     };
     let Some(parsed) = parsed else {
-        return refuse(format!("body was not JSON: {}", preview(body)));
+        return refuse(format!("body was not JSON: {}", quote(preview(body))));
     };
     if let Some(error) = parsed.get("error") {
-        return refuse(format!("body was an error: {error}"));
+        return refuse(format!("body was an error: {}", quote(error.to_string())));
     }
     match kind {
         ChannelKind::Presence => match channel_data {
@@ -75,12 +88,12 @@ fn strict_check(
             Some(_) => refuse("channel_data has no user_id".to_owned()),
             None => refuse(format!(
                 "body has no channel_data for a presence channel: {}",
-                preview(body)
+                quote(preview(body))
             )),
         },
         _ => match parsed {
             Value::Bool(true) | Value::Object(_) => Ok(()),
-            other => refuse(format!("body was {other}")),
+            other => refuse(format!("body was {}", quote(other.to_string()))),
         },
     }
 }
@@ -125,8 +138,8 @@ mod tests {
         #[test]
         fn fuzz_judge(status in 0u16..600, body in crate::test_support::arb_payload(), presence: bool) {
             let kind = if presence { ChannelKind::Presence } else { ChannelKind::Private };
-            let strict = judge(kind, status, &body, true);
-            let normal = judge(kind, status, &body, false);
+            let strict = judge(kind, status, &body, true, true);
+            let normal = judge(kind, status, &body, false, true);
             proptest::prop_assert!(strict.is_err() || normal.is_ok());
         }
     }
@@ -134,20 +147,20 @@ mod tests {
     #[test]
     fn status_200_grants_whatever_the_body_without_strict() {
         for body in [&b"true"[..], b"false", b"{\"error\":1}", b"<html>", b""] {
-            assert!(judge(ChannelKind::Private, 200, body, false).is_ok());
+            assert!(judge(ChannelKind::Private, 200, body, false, true).is_ok());
         }
     }
 
     #[test]
     fn other_statuses_refuse_with_a_hint() {
-        let r = judge(ChannelKind::Private, 403, b"", false).expect_err("refused");
+        let r = judge(ChannelKind::Private, 403, b"", false, true).expect_err("refused");
         assert_eq!(r.status, 403);
         assert!(r.reason.starts_with("auth endpoint answered 403"));
         assert!(r.reason.contains("routes/channels.php"));
-        let r = judge(ChannelKind::Private, 419, b"", false).expect_err("refused");
+        let r = judge(ChannelKind::Private, 419, b"", false, true).expect_err("refused");
         assert!(r.reason.contains("CSRF"));
         assert_eq!(
-            judge(ChannelKind::Private, 201, b"true", false)
+            judge(ChannelKind::Private, 201, b"true", false, true)
                 .expect_err("refused")
                 .status,
             201
@@ -161,6 +174,7 @@ mod tests {
             200,
             br#"{"channel_data":{"user_id":1,"user_info":{"name":"A"}}}"#,
             false,
+            true,
         )
         .expect("granted");
         assert_eq!(
@@ -172,6 +186,7 @@ mod tests {
             200,
             br#"{"channel_data":"{\"user_id\":\"7\"}"}"#,
             false,
+            true,
         )
         .expect("granted");
         assert_eq!(g.channel_data, Some(json!({"user_id":"7"})));
@@ -179,22 +194,42 @@ mod tests {
 
     #[test]
     fn strict_mode_requires_what_laravel_sends() {
-        assert!(judge(ChannelKind::Private, 200, b"true", true).is_ok());
-        assert!(judge(ChannelKind::Private, 200, br#"{"auth":"k:s"}"#, true).is_ok());
-        let r = judge(ChannelKind::Private, 200, b"false", true).expect_err("refused");
+        assert!(judge(ChannelKind::Private, 200, b"true", true, true).is_ok());
+        assert!(judge(ChannelKind::Private, 200, br#"{"auth":"k:s"}"#, true, true).is_ok());
+        let r = judge(ChannelKind::Private, 200, b"false", true, true).expect_err("refused");
         assert_eq!(r.reason, "strict mode: body was false");
-        let r =
-            judge(ChannelKind::Private, 200, br#"{"error":"nope"}"#, true).expect_err("refused");
+        let r = judge(
+            ChannelKind::Private,
+            200,
+            br#"{"error":"nope"}"#,
+            true,
+            true,
+        )
+        .expect_err("refused");
         assert_eq!(r.reason, "strict mode: body was an error: \"nope\"");
-        let r = judge(ChannelKind::Private, 200, b"<html>login</html>", true).expect_err("refused");
+        let r = judge(ChannelKind::Private, 200, b"<html>login</html>", true, true)
+            .expect_err("refused");
         assert!(r.reason.contains("not JSON"));
-        let r = judge(ChannelKind::Presence, 200, b"true", true).expect_err("refused");
+        let r = judge(ChannelKind::Presence, 200, b"true", true, true).expect_err("refused");
         assert!(r.reason.contains("no channel_data"));
+        let r =
+            judge(ChannelKind::Private, 200, b"internal secret", true, false).expect_err("refused");
+        assert!(!r.reason.contains("secret"), "{}", r.reason);
+        let r = judge(
+            ChannelKind::Private,
+            200,
+            br#"{"error":"secret"}"#,
+            true,
+            false,
+        )
+        .expect_err("refused");
+        assert!(!r.reason.contains("secret"), "{}", r.reason);
         assert!(
             judge(
                 ChannelKind::Presence,
                 200,
                 br#"{"channel_data":{"user_id":1}}"#,
+                true,
                 true
             )
             .is_ok()

@@ -5,6 +5,6 @@ mod host;
 mod http;
 mod judge;
 
-pub use host::select_auth_host;
+pub use host::{AuthTarget, select_auth_host};
 pub use http::{AuthAnswer, AuthRequest, HttpAuthorizer};
 pub use judge::{Grant, Refusal, judge};

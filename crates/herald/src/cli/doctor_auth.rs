@@ -44,6 +44,7 @@ pub(super) fn run(config: &Config, probe: Probe) -> anyhow::Result<ExitCode> {
         client_headers,
         handshake_cookie: probe.cookie.clone(),
         referer: probe.referer.clone(),
+        forwarded_for: None,
     };
     let authorizer = HttpAuthorizer::new(config)?;
     let url = authorizer.url_for(probe.referer.as_deref());
@@ -85,8 +86,8 @@ pub(super) fn run(config: &Config, probe: Probe) -> anyhow::Result<ExitCode> {
         body.trim()
     ));
     let kind = ChannelKind::of(&request.channel);
-    let normal = judge(kind, answer.status, &answer.body, false);
-    let strict = judge(kind, answer.status, &answer.body, true);
+    let normal = judge(kind, answer.status, &answer.body, false, true);
+    let strict = judge(kind, answer.status, &answer.body, true, true);
     match &normal {
         Ok(grant) => {
             console::success("Granted (status 200).");

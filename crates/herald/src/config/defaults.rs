@@ -45,5 +45,7 @@ pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
     "whisperRateLimit",
     "shutdownTimeout",
     "metricsPort",
+    "metricsToken",
+    "trustedProxies",
     "limits",
 ];

@@ -70,6 +70,10 @@ pub struct Config {
     pub shutdown_timeout: Duration,
     /// Serve `/metrics`, `/health` and `/ready` on this port instead of the main one.
     pub metrics_port: Option<u16>,
+    /// Bearer token `/metrics` requires when set (`metricsToken`).
+    pub metrics_token: Option<String>,
+    /// Proxies whose `X-Forwarded-For` is believed (`trustedProxies`).
+    pub trusted_proxies: crate::peer::TrustedProxies,
     /// Resource limits.
     pub limits: Limits,
 }
@@ -305,6 +309,8 @@ impl Config {
                 port
             }
         };
+        let metrics_token = r.opt_string("metricsToken").filter(|t| !t.is_empty());
+        let trusted_proxies = read_trusted_proxies(&mut r);
         let limits = Limits {
             max_connections: r.u64("limits.maxConnections", 100_000, "a number of connections")
                 as usize,
@@ -342,6 +348,8 @@ impl Config {
             whispers,
             shutdown_timeout,
             metrics_port,
+            metrics_token,
+            trusted_proxies,
             limits,
         };
         Ok((config, warnings))
@@ -395,6 +403,30 @@ fn read_auth_hosts(r: &mut Reader<'_>) -> Vec<String> {
             Vec::new()
         }
     }
+}
+
+fn read_trusted_proxies(r: &mut Reader<'_>) -> crate::peer::TrustedProxies {
+    let expected = "an IP address or CIDR range such as \"10.0.0.0/8\"";
+    let items: Vec<&Value> = match r.get("trustedProxies") {
+        None => Vec::new(),
+        Some(Value::Array(items)) => items.iter().collect(),
+        Some(other) => {
+            r.fail(
+                "trustedProxies",
+                other,
+                "an array of IP addresses or CIDR ranges",
+            );
+            Vec::new()
+        }
+    };
+    let mut ranges = Vec::new();
+    for (i, item) in items.into_iter().enumerate() {
+        match item.as_str().and_then(crate::peer::parse_range) {
+            Some(range) => ranges.push(range),
+            None => r.fail(&format!("trustedProxies[{i}]"), item, expected),
+        }
+    }
+    crate::peer::TrustedProxies::new(ranges)
 }
 
 fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
