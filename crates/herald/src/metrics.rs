@@ -64,6 +64,9 @@ pub struct Metrics {
     pub queue_drops: Counter,
     /// Clients disconnected for reading too slowly.
     pub slow_disconnections: Counter,
+    /// Requests naming a session they do not own (a bare Engine.IO 4 id, another client's
+    /// Engine.IO 3 session), refused.
+    pub session_refusals: Counter,
 }
 
 impl Metrics {
@@ -86,6 +89,7 @@ impl Metrics {
             redis_source_up: Gauge::default(),
             queue_drops: Counter::default(),
             slow_disconnections: Counter::default(),
+            session_refusals: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -157,6 +161,11 @@ impl Metrics {
             "slow_disconnections",
             "Clients disconnected for reading too slowly",
             metrics.slow_disconnections.clone(),
+        );
+        registry.register(
+            "session_refusals",
+            "Requests refused for naming a session they do not own",
+            metrics.session_refusals.clone(),
         );
         Metrics {
             registry,

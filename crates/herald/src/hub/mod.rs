@@ -3,6 +3,7 @@
 //! It knows no wire protocol, no HTTP and no Redis. Protocol adapters register
 //! [`Subscriber`]s; sources call [`Hub::publish`].
 
+mod admission;
 mod channel_name;
 mod publication;
 mod registry;

@@ -1,10 +1,10 @@
 //! The sharded channel registry and the fan-out loop.
 
+use super::admission::Admission;
 use super::{Delivery, Fanout, Publication, SocketId, Subscriber};
 use crate::metrics::metrics;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of shards; a publish locks one, so unrelated channels never contend.
@@ -31,7 +31,7 @@ pub struct ChannelInfo {
 pub struct Hub {
     shards: Box<[RwLock<Shard>]>,
     hasher: BuildHasherDefault<DefaultHasher>,
-    connections: AtomicUsize,
+    admission: Admission,
 }
 
 impl Default for Hub {
@@ -46,7 +46,7 @@ impl Hub {
         Hub {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: BuildHasherDefault::default(),
-            connections: AtomicUsize::new(0),
+            admission: Admission::default(),
         }
     }
 
@@ -68,19 +68,35 @@ impl Hub {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Counts a new connection (for `/status`).
+    /// Reserves room for a transport session opening now, unless open connections and
+    /// sessions already reach `limit` (`limits.maxConnections`). See [`super::admission`].
+    pub fn reserve_connection(&self, limit: usize) -> bool {
+        self.admission.reserve(limit)
+    }
+
+    /// Gives back a reservation whose session did not open after all.
+    pub fn release_reservation(&self) {
+        self.admission.release();
+    }
+
+    /// Counts a new connection (for `/status`); it takes over its session's reservation.
     pub fn connection_opened(&self) {
-        self.connections.fetch_add(1, Ordering::Relaxed);
+        self.admission.opened();
     }
 
     /// Counts a closed connection.
     pub fn connection_closed(&self) {
-        self.connections.fetch_sub(1, Ordering::Relaxed);
+        self.admission.closed();
     }
 
     /// Connections open on this node, subscribed or not.
     pub fn connection_count(&self) -> usize {
-        self.connections.load(Ordering::Relaxed)
+        self.admission.connected()
+    }
+
+    /// Connections open plus sessions opened and not yet connected.
+    pub fn occupied_connections(&self) -> usize {
+        self.admission.occupied()
     }
 
     /// Adds `subscriber` to `channel`. Returns false if it was already there (idempotent).

@@ -31,19 +31,14 @@ impl MemberEntry {
         })
     }
 
-    /// The member as `presence:leaving` carries it: without `socketId`.
-    pub fn without_socket(&self) -> Value {
+    /// The member as other clients see it (`presence:subscribed`, `presence:joining`,
+    /// `presence:leaving`): `user_id` and `user_info`, never the socket id, which would let a
+    /// member act for another's session (docs/security.md).
+    pub fn public(&self) -> Value {
         let mut value = serde_json::json!({ "user_id": self.user_id });
         if let Some(info) = &self.user_info {
             value["user_info"] = info.clone();
         }
-        value
-    }
-
-    /// The member with `socketId`, as `presence:subscribed` and `presence:joining` carry it.
-    pub fn with_socket(&self) -> Value {
-        let mut value = self.without_socket();
-        value["socketId"] = Value::String(self.socket_id.clone());
         value
     }
 
@@ -100,10 +95,10 @@ mod tests {
             json!({"user_id": 1, "user_info": {"name": "A"}, "socketId": "s1"})
         );
         assert_eq!(
-            m.without_socket(),
+            m.public(),
             json!({"user_id": 1, "user_info": {"name": "A"}})
         );
-        assert_eq!(m.with_socket()["socketId"], "s1");
+        assert!(m.public().get("socketId").is_none());
     }
 
     #[test]

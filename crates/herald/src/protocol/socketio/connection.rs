@@ -29,6 +29,8 @@ struct Connection {
     state: Mutex<Option<State>>,
     handshake_cookie: Option<String>,
     referer: Option<String>,
+    /// `X-Forwarded-For` for auth requests: the client's real address.
+    forwarded_for: Option<String>,
     whispers: Mutex<RateLimiter>,
 }
 
@@ -47,7 +49,12 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>, fanout: A
     ctx.hub.connection_opened();
     metrics().connected.get_or_create(&SOCKETIO).inc();
     metrics().new_connections.get_or_create(&SOCKETIO).inc();
-    let headers = &socket.req_parts().headers;
+    let parts = socket.req_parts();
+    let headers = &parts.headers;
+    let forwarded_for = ctx
+        .trusted_proxies
+        .client_of(&parts.extensions, headers)
+        .map(|client| client.forwarded_for);
     let header = |name: http::HeaderName| {
         headers
             .get(name)
@@ -58,6 +65,7 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>, fanout: A
         subscriber: Arc::new(SocketIoSubscriber::new(id.clone(), socket.clone(), fanout)),
         handshake_cookie: header(http::header::COOKIE),
         referer: header(http::header::REFERER),
+        forwarded_for,
         whispers: Mutex::new(RateLimiter::per_second(ctx.whispers.rate_per_second)),
         id,
         ctx,
@@ -183,7 +191,7 @@ impl Connection {
         console::dev_error(&format!(
             "[{}] - Preparing authentication request to: {}",
             console::now_iso(),
-            self.ctx.authorizer.host_for(referer)
+            self.ctx.authorizer.target_for(referer).base
         ));
         console::dev_for(
             self.id.as_str(),
@@ -195,6 +203,7 @@ impl Connection {
             client_headers: request.auth_headers,
             handshake_cookie: self.handshake_cookie.clone(),
             referer: self.referer.clone(),
+            forwarded_for: self.forwarded_for.clone(),
         };
         let grant = match self.ctx.authorizer.authorize(&auth_request).await {
             Ok(grant) => grant,
@@ -238,10 +247,10 @@ impl Connection {
         let data = channel_data.unwrap_or(Value::Null);
         match presence.join(channel, &self.id, &data).await {
             Ok(joined) => {
-                let members: Vec<Value> = joined.members.iter().map(|m| m.with_socket()).collect();
+                let members: Vec<Value> = joined.members.iter().map(|m| m.public()).collect();
                 let _ = socket.emit("presence:subscribed", &(channel, members));
                 if joined.first_for_user {
-                    let member = joined.member.with_socket();
+                    let member = joined.member.public();
                     self.ctx.hub.publish(&Publication::presence(
                         channel,
                         PublicationKind::MemberAdded,
@@ -364,7 +373,7 @@ async fn leave_presence(ctx: Arc<SocketIoContext>, channel: String, socket_id: S
             ctx.hub.publish(&Publication::presence(
                 &channel,
                 PublicationKind::MemberRemoved,
-                &left.member.without_socket(),
+                &left.member.public(),
                 None,
             ));
         }

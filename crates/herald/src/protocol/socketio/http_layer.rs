@@ -1,14 +1,21 @@
 //! What engine.io 3 did around the transport that socketioxide leaves to us: polling CORS,
-//! the `io` cookie, the `origins` check and serving `/socket.io/socket.io.js`.
+//! the `io` cookie, the `origins` check and serving `/socket.io/socket.io.js`; and what keeps
+//! sessions apart: the connection limit counted when a session opens, sealed session ids for
+//! Engine.IO 4 and client-bound sessions for Engine.IO 3 ([`super::session`]).
 
+use super::session::{EngineQuery, SessionSeal, seal_open_packet, with_sid};
 use crate::config::SocketIoOptions;
 use crate::hub::Hub;
+use crate::peer::TrustedProxies;
 use axum::body::Body;
 use axum::extract::{OriginalUri, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use socketioxide::socket::Sid;
+use socketioxide::{ProtocolVersion, SocketIo};
 use std::path::PathBuf;
+use std::str::FromStr;
 use std::sync::Arc;
 
 /// Largest handshake body read back to find the session id for the cookie.
@@ -26,26 +33,40 @@ struct Inner {
     search_dirs: Vec<PathBuf>,
     hub: Arc<Hub>,
     max_connections: usize,
+    io: SocketIo,
+    seal: SessionSeal,
+    trusted_proxies: TrustedProxies,
+}
+
+/// What the layer needs besides the `socketio` options.
+pub struct SessionGuard {
+    /// Where `node_modules` may be, to serve `socket.io.js`.
+    pub search_dirs: Vec<PathBuf>,
+    /// Counts connections for `limits.maxConnections`.
+    pub hub: Arc<Hub>,
+    /// `limits.maxConnections`: sessions opened beyond it get a 503.
+    pub max_connections: usize,
+    /// The Socket.IO server, to find the session a request names.
+    pub io: SocketIo,
+    /// Whose forwarded address is believed.
+    pub trusted_proxies: TrustedProxies,
 }
 
 impl SocketIoHttpLayer {
-    /// Built from the `socketio` options; `search_dirs` are where `node_modules` may be;
-    /// handshakes beyond `max_connections` open connections (counted by `hub`) get a 503.
-    pub fn new(
-        options: SocketIoOptions,
-        search_dirs: Vec<PathBuf>,
-        hub: Arc<Hub>,
-        max_connections: usize,
-    ) -> SocketIoHttpLayer {
-        SocketIoHttpLayer {
+    /// Built from the `socketio` options and what guards sessions.
+    pub fn new(options: SocketIoOptions, guard: SessionGuard) -> anyhow::Result<SocketIoHttpLayer> {
+        Ok(SocketIoHttpLayer {
             inner: Arc::new(Inner {
                 prefix: format!("{}/", options.path),
                 options,
-                search_dirs,
-                hub,
-                max_connections,
+                search_dirs: guard.search_dirs,
+                hub: guard.hub,
+                max_connections: guard.max_connections,
+                io: guard.io,
+                seal: SessionSeal::new()?,
+                trusted_proxies: guard.trusted_proxies,
             }),
-        }
+        })
     }
 
     /// The axum middleware function.
@@ -76,33 +97,72 @@ impl SocketIoHttpLayer {
             );
             return response;
         }
-        let is_handshake = !query_has(req.uri().query(), "sid");
-        if is_handshake && !inner.origin_allowed(origin.as_ref()) {
+        let query = EngineQuery::parse(req.uri().query());
+        let is_polling = query.transport == Some("polling");
+        let sealed = query.eio == Some("4");
+        if let Some(sid) = query.sid.map(str::to_owned) {
+            let Some(req) = inner.session_request(req, &sid) else {
+                crate::metrics::metrics().session_refusals.inc();
+                return unknown_session();
+            };
+            let mut response = next.run(req).await;
+            add_cors(response.headers_mut(), origin.as_ref());
+            return response;
+        }
+        // This request opens a session.
+        if !inner.origin_allowed(origin.as_ref()) {
             return forbidden();
         }
-        if is_handshake && inner.hub.connection_count() >= inner.max_connections {
+        if !inner.hub.reserve_connection(inner.max_connections) {
             return at_capacity(inner.max_connections);
         }
-        let is_polling = query_has_value(req.uri().query(), "transport", "polling");
-        let req = if is_handshake {
-            detach_from_read_buffer(req)
-        } else {
-            req
-        };
-        let mut response = next.run(req).await;
+        let mut response = next.run(detach_from_read_buffer(req)).await;
+        let status = response.status();
+        if !(status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS) {
+            inner.hub.release_reservation();
+        }
         add_cors(response.headers_mut(), origin.as_ref());
-        if let Some(cookie) = &inner.options.cookie
-            && is_handshake
-            && is_polling
-            && response.status() == StatusCode::OK
-        {
-            response = with_session_cookie(response, cookie).await;
+        let cookie = inner.options.cookie.as_ref();
+        if is_polling && status == StatusCode::OK && (sealed || cookie.is_some()) {
+            let seal = sealed.then_some(&inner.seal);
+            response = finish_polling_handshake(response, seal, cookie).await;
         }
         response
     }
 }
 
 impl Inner {
+    /// Lets a request of an open session through, its sealed id opened, or refuses it
+    /// (`None`): a bare Engine.IO 4 id is public (it is `socket.id`), and an Engine.IO 3
+    /// session answers only the client that opened it.
+    fn session_request(&self, req: Request, sid: &str) -> Option<Request> {
+        if let Some(public_id) = self.seal.open(sid) {
+            return Some(with_uri_sid(req, public_id));
+        }
+        let Some(socket) = Sid::from_str(sid)
+            .ok()
+            .and_then(|sid| self.io.get_socket(sid))
+        else {
+            // No such connection (yet): Engine.IO answers "Session ID unknown" itself, or
+            // serves a session whose id nobody else has seen.
+            return Some(req);
+        };
+        let allowed = match socket.protocol() {
+            ProtocolVersion::V5 => false,
+            ProtocolVersion::V4 => {
+                let handshake = socket.req_parts();
+                let opened_by = self
+                    .trusted_proxies
+                    .client_of(&handshake.extensions, &handshake.headers);
+                let asking = self
+                    .trusted_proxies
+                    .client_of(req.extensions(), req.headers());
+                opened_by.map(|c| c.ip) == asking.map(|c| c.ip)
+            }
+        };
+        allowed.then_some(req)
+    }
+
     fn serve_client(&self, source_map: bool) -> Response {
         if !self.options.serve_client {
             return (
@@ -208,18 +268,15 @@ fn detach_from_read_buffer(req: Request) -> Request {
     Request::from_parts(parts, body)
 }
 
-fn query_has(query: Option<&str>, key: &str) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| pair.split('=').next() == Some(key))
-}
-
-fn query_has_value(query: Option<&str>, key: &str, value: &str) -> bool {
-    query
-        .unwrap_or("")
-        .split('&')
-        .any(|pair| pair.split_once('=') == Some((key, value)))
+/// `req` with its `sid=` replaced by the public id Engine.IO knows the session by.
+fn with_uri_sid(req: Request, public_id: &str) -> Request {
+    let (mut parts, body) = req.into_parts();
+    let query = parts.uri.query().map(|q| with_sid(q, public_id));
+    let path_and_query = format!("{}?{}", parts.uri.path(), query.unwrap_or_default());
+    if let Ok(uri) = http::Uri::try_from(path_and_query) {
+        parts.uri = uri;
+    }
+    Request::from_parts(parts, body)
 }
 
 /// engine.io 3 polling CORS: reflect the Origin with credentials, else `*`.
@@ -255,6 +312,16 @@ fn at_capacity(limit: usize) -> Response {
         .into_response()
 }
 
+/// engine.io's answer to a session id it does not know: the client opens a new session.
+fn unknown_session() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"code":1,"message":"Session ID unknown"}"#,
+    )
+        .into_response()
+}
+
 fn forbidden() -> Response {
     (
         StatusCode::FORBIDDEN,
@@ -264,19 +331,33 @@ fn forbidden() -> Response {
         .into_response()
 }
 
-/// Adds `Set-Cookie: io=<sid>` to a polling handshake, reading the sid from the open packet.
-async fn with_session_cookie(
+/// A polling handshake's answer: the Engine.IO 4 open packet with its session id sealed (when
+/// `seal` is given), and `Set-Cookie: io=<sid>` when the cookie is on.
+async fn finish_polling_handshake(
     response: Response,
-    cookie: &crate::config::CookieOptions,
+    seal: Option<&SessionSeal>,
+    cookie: Option<&crate::config::CookieOptions>,
 ) -> Response {
     let (mut parts, body) = response.into_parts();
-    let bytes = match axum::body::to_bytes(body, HANDSHAKE_BODY_LIMIT).await {
+    let mut bytes = match axum::body::to_bytes(body, HANDSHAKE_BODY_LIMIT).await {
         Ok(bytes) => bytes,
         Err(_) => {
             return (StatusCode::INTERNAL_SERVER_ERROR, "handshake too large").into_response();
         }
     };
-    if let Some(sid) = session_id_in_open_packet(&bytes) {
+    if let Some(seal) = seal {
+        match seal_open_packet(&bytes, seal) {
+            Some(sealed) => {
+                bytes = sealed.into();
+                parts.headers.remove(header::CONTENT_LENGTH);
+            }
+            // Never hand out a bare session id.
+            None => return unknown_session(),
+        }
+    }
+    if let Some(cookie) = cookie
+        && let Some(sid) = session_id_in_open_packet(&bytes)
+    {
         let mut value = format!("{}={sid}; Path={}", cookie.name, cookie.path);
         if cookie.http_only {
             value.push_str("; HttpOnly");
@@ -321,7 +402,15 @@ mod tests {
             origins: Some(vec!["app.test:*".into(), "*:8080".into()]),
             ..crate::config::Config::embedded_defaults().socketio
         };
-        let layer = SocketIoHttpLayer::new(options, vec![], Arc::new(Hub::new()), 10);
+        let (_, io) = SocketIo::new_layer();
+        let guard = SessionGuard {
+            search_dirs: vec![],
+            hub: Arc::new(Hub::new()),
+            max_connections: 10,
+            io,
+            trusted_proxies: TrustedProxies::default(),
+        };
+        let layer = SocketIoHttpLayer::new(options, guard).expect("layer");
         let ok = |o: &str| {
             layer
                 .inner
@@ -335,12 +424,10 @@ mod tests {
 
     proptest::proptest! {
         #[test]
-        fn fuzz_open_packet_and_queries(body in crate::test_support::arb_payload(), query in ".{0,80}") {
+        fn fuzz_open_packet(body in crate::test_support::arb_payload()) {
             if let Some(sid) = session_id_in_open_packet(&body) {
                 proptest::prop_assert!(sid.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_'));
             }
-            let _ = query_has(Some(&query), "sid");
-            let _ = query_has_value(Some(&query), "transport", "polling");
         }
     }
 
@@ -364,16 +451,5 @@ mod tests {
         assert_eq!(detached.uri(), "/socket.io/?EIO=4&transport=websocket");
         let query = detached.uri().query().expect("query");
         assert!(!buffer_range.contains(&query.as_ptr()));
-    }
-
-    #[test]
-    fn query_helpers() {
-        assert!(query_has(Some("EIO=4&transport=polling&sid=abc"), "sid"));
-        assert!(!query_has(Some("EIO=4&transport=polling"), "sid"));
-        assert!(query_has_value(
-            Some("EIO=3&transport=polling&b64=1"),
-            "transport",
-            "polling"
-        ));
     }
 }

@@ -6,10 +6,11 @@ mod events;
 mod http_layer;
 mod in_order;
 mod rate;
+mod session;
 mod subscriber;
 
 pub use events::is_reserved_event_name;
-pub use http_layer::{SocketIoHttpLayer, client_bundle_path};
+pub use http_layer::{SessionGuard, SocketIoHttpLayer, client_bundle_path};
 
 use crate::auth::HttpAuthorizer;
 use crate::config::{Limits, SocketIoOptions, Transport, WhisperOptions};
@@ -40,6 +41,8 @@ pub struct SocketIoContext {
     pub whispers: WhisperOptions,
     /// Connection and subscription limits.
     pub limits: Limits,
+    /// Whose `X-Forwarded-For` is believed when telling Laravel who the client is.
+    pub trusted_proxies: crate::peer::TrustedProxies,
 }
 
 /// Builds the socketioxide layer from `socketio` options and attaches Echo's event handlers.
