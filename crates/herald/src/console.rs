@@ -5,6 +5,7 @@
 //! object per line, with a `kind` field.
 
 use crate::config::LogFormat;
+use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
 use std::sync::OnceLock;
 use tracing_subscriber::EnvFilter;
@@ -70,8 +71,46 @@ enum Kind {
     Error,
 }
 
+/// A message as one safe line: the leading and trailing newlines a few start-up lines use for
+/// spacing stay (as blank lines around it), and every control or bidi character inside,
+/// newlines included, is written as an escape. Log lines quote client text (channel and
+/// event names, reasons), which must never start a forged line or drive the terminal.
+fn one_line(message: &str) -> (usize, Cow<'_, str>, usize) {
+    let body = message.trim_matches('\n');
+    let before = message.len() - message.trim_start_matches('\n').len();
+    let after = if body.is_empty() {
+        0
+    } else {
+        message.len() - message.trim_end_matches('\n').len()
+    };
+    (before, escape(body), after)
+}
+
+/// Client text made safe for a log line: control and bidi characters become escapes.
+pub fn escape(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(needs_escape) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if needs_escape(c) {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
+}
+
 fn emit(kind: Kind, message: &str) {
     let c = console();
+    let (blank_before, message, blank_after) = one_line(message);
+    let message = message.as_ref();
     match c.format {
         LogFormat::Json => {
             let message = message.trim();
@@ -93,10 +132,15 @@ fn emit(kind: Kind, message: &str) {
                 Kind::Error => ("", "\x1b[31m"),
             };
             let mut out = std::io::stdout().lock();
+            let blank_before = "\n".repeat(blank_before);
+            let blank_after = "\n".repeat(blank_after);
             let _ = if c.color {
-                writeln!(out, "{color}{prefix}{message}\x1b[0m")
+                writeln!(
+                    out,
+                    "{blank_before}{color}{prefix}{message}\x1b[0m{blank_after}"
+                )
             } else {
-                writeln!(out, "{prefix}{message}")
+                writeln!(out, "{blank_before}{prefix}{message}{blank_after}")
             };
         }
     }
@@ -142,6 +186,7 @@ pub fn dev_for(socket_id: &str, message: &str) {
     }
     match console().format {
         LogFormat::Json => {
+            let message = escape(message.trim_matches('\n'));
             tracing::info!(target: "herald", socket_id, "[{}] - {message}", now_iso())
         }
         LogFormat::Text => emit(Kind::Info, &format!("[{}] - {message}", now_iso())),
@@ -172,4 +217,36 @@ pub fn dev_error(message: &str) {
 /// `2026-11-25T22:44:03.123Z`, as JavaScript's `toISOString()`.
 pub fn now_iso() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_text_cannot_forge_lines_or_drive_the_terminal() {
+        let (before, line, after) =
+            one_line("left channel: a\n[2026-01-01T00:00:00.000Z] - forged\x1b[31m\u{202e}");
+        assert_eq!((before, after), (0, 0));
+        assert_eq!(
+            line,
+            "left channel: a\\n[2026-01-01T00:00:00.000Z] - forged\\u{1b}[31m\\u{202e}"
+        );
+        assert!(!line.chars().any(needs_escape));
+    }
+
+    #[test]
+    fn spacing_newlines_around_a_line_stay() {
+        let (before, line, after) = one_line("\nServer ready!\n");
+        assert_eq!((before, line.as_ref(), after), (1, "Server ready!", 1));
+        assert_eq!(escape("plain"), Cow::Borrowed("plain"));
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn fuzz_log_lines(text in ".{0,80}") {
+            let (_, line, _) = one_line(&text);
+            proptest::prop_assert!(!line.contains('\n') && !line.contains('\r') && !line.contains('\x1b'));
+        }
+    }
 }

@@ -82,8 +82,14 @@ impl PresenceStore for RedisStore {
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let mut connection = self.connection().await?;
-            let text = serde_json::to_string(members).map_err(store_error)?;
-            bounded(connection.set::<_, _, ()>(self.key(channel), text)).await?;
+            // An empty channel leaves no key behind: clients can make up channel names, and
+            // every key left would stay forever and be scanned at each start.
+            if members.is_empty() {
+                bounded(connection.del::<_, ()>(self.key(channel))).await?;
+            } else {
+                let text = serde_json::to_string(members).map_err(store_error)?;
+                bounded(connection.set::<_, _, ()>(self.key(channel), text)).await?;
+            }
             if self.publish_updates {
                 let update =
                     json!({"event": {"channel": format!("{channel}:members"), "members": members}});

@@ -74,11 +74,17 @@ impl PresenceStore for SqliteStore {
         let value = serde_json::to_string(members);
         async move {
             let value = value.map_err(|e| StoreError(e.to_string()))?;
+            let empty = members.is_empty();
             self.with_connection(move |c| {
-                c.execute(
-                    "INSERT OR REPLACE INTO key_value (key, value) VALUES (?1, ?2)",
-                    params![key, value],
-                )
+                // An empty channel leaves no row behind (see the Redis store).
+                if empty {
+                    c.execute("DELETE FROM key_value WHERE key = ?1", params![key])
+                } else {
+                    c.execute(
+                        "INSERT OR REPLACE INTO key_value (key, value) VALUES (?1, ?2)",
+                        params![key, value],
+                    )
+                }
                 .map(|_| ())
             })
             .await

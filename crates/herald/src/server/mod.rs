@@ -4,6 +4,7 @@
 mod banner;
 mod probes;
 mod signals;
+mod timeouts;
 mod tls;
 
 use crate::api::{self, ExpressCompat};
@@ -12,7 +13,7 @@ use crate::config::{Config, ConfigSource, ListenProtocol, LoadedConfig};
 use crate::console;
 use crate::hub::Hub;
 use crate::presence::Presence;
-use crate::protocol::socketio::{self, SocketIoContext, SocketIoHttpLayer};
+use crate::protocol::socketio::{self, SessionGuard, SocketIoContext, SocketIoHttpLayer};
 use crate::sources::redis::RedisSource;
 use anyhow::{Context, bail};
 use axum::Router;
@@ -27,8 +28,7 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::oneshot;
 
-/// How long a client may take to send its request headers or TLS handshake (slowloris).
-const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+use timeouts::{FIRST_REQUEST_TIMEOUT, HEADER_READ_TIMEOUT};
 
 /// How long start-up waits for the first Redis attempt before saying "Server ready!".
 const REDIS_FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(6);
@@ -39,7 +39,7 @@ fn app(
     ctx: Arc<SocketIoContext>,
     search_dirs: Vec<PathBuf>,
     probes: Option<Router>,
-) -> (Router, socketioxide::SocketIo) {
+) -> anyhow::Result<(Router, socketioxide::SocketIo)> {
     let hub = ctx.hub.clone();
     let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone());
     if let Some(probes) = probes {
@@ -54,18 +54,21 @@ fn app(
     // creates its own Engine.IO session table, so applying it per route (`Router::layer`)
     // would split polling sessions between tables ("Session ID unknown").
     let socketio_and_api = tower::Layer::layer(&socketio_layer, api);
+    let guard = SessionGuard {
+        search_dirs,
+        hub,
+        max_connections: config.limits.max_connections,
+        io: io.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
+    };
     let router = Router::new()
         .fallback_service(socketio_and_api)
         .layer(from_fn_with_state(
-            SocketIoHttpLayer::new(
-                config.socketio.clone(),
-                search_dirs,
-                hub,
-                config.limits.max_connections,
-            ),
+            SocketIoHttpLayer::new(config.socketio.clone(), guard)?,
             SocketIoHttpLayer::handle,
-        ));
-    (router, io)
+        ))
+        .layer(axum::middleware::from_fn(timeouts::limit_body_time));
+    Ok((router, io))
 }
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
@@ -100,6 +103,7 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         presence: presence.clone(),
         whispers: config.whispers,
         limits: config.limits,
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let redis_source = config.subscribers.redis.then(|| {
         RedisSource::new(
@@ -113,6 +117,7 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     let readiness = probes::Readiness {
         redis: redis_source.as_ref().map(RedisSource::state),
         shutting_down: Arc::default(),
+        metrics_token: config.metrics_token.as_deref().map(Arc::from),
     };
     let probes = probes::router(readiness.clone());
     let (main_probes, metrics_listener) = match config.metrics_port {
@@ -127,7 +132,7 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         }
     };
     let search_dirs = search_dirs(&loaded.source);
-    let (app, io) = app(config, ctx, search_dirs, main_probes);
+    let (app, io) = app(config, ctx, search_dirs, main_probes)?;
 
     let listener = bind(config).await?.into_std()?;
     let shown_host = config
@@ -148,8 +153,10 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
                 address.port()
             ));
         }
+        let listener = listener.into_std()?;
         tokio::spawn(async move {
-            if let Err(e) = axum::serve(listener, probes).await {
+            let handle = axum_server::Handle::new();
+            if let Err(e) = serve(listener, None, handle, probes).await {
                 console::error(&format!("The metrics listener stopped: {e}"));
             }
         });
@@ -229,11 +236,14 @@ async fn serve(
     handle: axum_server::Handle<SocketAddr>,
     app: Router,
 ) -> std::io::Result<()> {
-    let make_service = app.into_make_service();
+    // The peer address travels with each request: auth requests tell Laravel who the client
+    // is, and Engine.IO 3 sessions answer only the client that opened them.
+    let make_service = app.into_make_service_with_connect_info::<SocketAddr>();
     match tls {
         None => {
             let mut server = axum_server::from_tcp(listener)?
-                .acceptor(NoDelayAcceptor::new())
+                .acceptor(timeouts::Http1Only(NoDelayAcceptor::new()))
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT)
                 .handle(handle);
             limit_header_time(&mut server);
             server.serve(make_service).await
@@ -241,10 +251,13 @@ async fn serve(
         Some(config) => {
             let mut server = axum_server::from_tcp_rustls(listener, config)?
                 .map(|acceptor| {
-                    acceptor
-                        .handshake_timeout(HEADER_READ_TIMEOUT)
-                        .acceptor(tls::TlsOnly)
+                    timeouts::Http1Only(
+                        acceptor
+                            .handshake_timeout(HEADER_READ_TIMEOUT)
+                            .acceptor(tls::TlsOnly),
+                    )
                 })
+                .first_request_timeout(FIRST_REQUEST_TIMEOUT)
                 .handle(handle);
             limit_header_time(&mut server);
             server.serve(make_service).await
@@ -252,7 +265,7 @@ async fn serve(
     }
 }
 
-/// Gives clients `HEADER_READ_TIMEOUT` to send a request's headers (against slowloris).
+/// Gives clients `HEADER_READ_TIMEOUT` to send each request's headers (against slowloris).
 fn limit_header_time<Acceptor>(server: &mut axum_server::Server<SocketAddr, Acceptor>) {
     server
         .http_builder()

@@ -18,6 +18,8 @@ pub(super) struct Readiness {
     pub(super) redis: Option<Arc<RedisSourceState>>,
     /// Set when shutdown starts, so load balancers stop sending new clients.
     pub(super) shutting_down: Arc<AtomicBool>,
+    /// `metricsToken`: when set, `/metrics` answers only `Authorization: Bearer <token>`.
+    pub(super) metrics_token: Option<Arc<str>>,
 }
 
 /// The three routes.
@@ -53,7 +55,22 @@ async fn ready(State(readiness): State<Readiness>) -> Response {
         .into_response()
 }
 
-async fn metrics() -> Response {
+async fn metrics(State(readiness): State<Readiness>, headers: http::HeaderMap) -> Response {
+    if let Some(token) = &readiness.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !crate::secret::secrets_equal(given.as_bytes(), token.as_bytes()) {
+            return (
+                StatusCode::UNAUTHORIZED,
+                [(header::WWW_AUTHENTICATE, "Bearer")],
+                "/metrics needs Authorization: Bearer <metricsToken>\n",
+            )
+                .into_response();
+        }
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -62,13 +62,16 @@ pub(super) async fn load(files: &TlsFiles) -> anyhow::Result<RustlsConfig> {
         }
         None => RustlsConfig::from_pem(pem.cert, pem.key).await,
     };
-    config.map_err(|e| {
+    let config = config.map_err(|e| {
         anyhow::anyhow!(
             "cannot use the TLS certificate {} with the key {}: {e}. Both must be PEM; an encrypted key must be PKCS#8 with sslPassphrase set",
             files.cert_path,
             files.key_path
         )
-    })
+    })?;
+    warn_if_key_readable_by_others(&files.key_path);
+    http1_only_alpn(&config);
+    Ok(config)
 }
 
 async fn reload(config: &RustlsConfig, files: &TlsFiles) -> anyhow::Result<()> {
@@ -81,7 +84,32 @@ async fn reload(config: &RustlsConfig, files: &TlsFiles) -> anyhow::Result<()> {
         }
         None => config.reload_from_pem(pem.cert, pem.key).await,
     }
-    .map_err(|e| anyhow::anyhow!("{e}"))
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    http1_only_alpn(config);
+    Ok(())
+}
+
+/// Offers only `http/1.1` in ALPN: Herald serves no HTTP/2 (see `timeouts`), and a browser
+/// offered `h2` would speak it and be refused.
+fn http1_only_alpn(config: &RustlsConfig) {
+    let mut server_config = (*config.get_inner()).clone();
+    server_config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    config.reload_from_config(Arc::new(server_config));
+}
+
+/// Says so when every user of the machine can read the private key.
+fn warn_if_key_readable_by_others(path: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(metadata) = std::fs::metadata(path) else {
+        return;
+    };
+    let mode = metadata.permissions().mode();
+    if mode & 0o004 != 0 {
+        console::warning(&format!(
+            "The TLS private key {path} is readable by every user of this machine (mode {:o}): run `chmod 600 {path}` (or 640 with a group Herald runs in).",
+            mode & 0o777
+        ));
+    }
 }
 
 fn modified(files: &TlsFiles) -> Vec<Option<SystemTime>> {
