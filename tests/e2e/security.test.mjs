@@ -56,8 +56,16 @@ function closedWithin(socket, limitMs) {
   });
 }
 
-const subscriptionError = (client, channel) =>
-  new Promise((res) => client.socket.on('subscription_error', (ch, status, detail) => ch === channel && res({ status, detail })));
+/** The subscription_error `channel` gets, or a rejection after `limitMs` (it was granted). */
+const subscriptionError = (client, channel, limitMs = 5000) =>
+  new Promise((res, rej) => {
+    const timer = setTimeout(() => rej(new Error(`no subscription_error for ${channel} within ${limitMs} ms`)), limitMs);
+    client.socket.on('subscription_error', (ch, status, detail) => {
+      if (ch !== channel) return;
+      clearTimeout(timer);
+      res({ status, detail });
+    });
+  });
 
 describe('auth-host spoofing through the Referer', () => {
   let herald;
