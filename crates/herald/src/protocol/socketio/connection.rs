@@ -6,7 +6,7 @@ use super::events::{ChannelRequest, WhisperRequest, parse_channel_request, parse
 use super::in_order::InOrder;
 use super::rate::RateLimiter;
 use super::subscriber::SocketIoSubscriber;
-use crate::auth::{AuthRequest, Refusal};
+use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
 use crate::hub::{
     ChannelKind, Fanout, Publication, PublicationKind, SocketId, validate_channel_name,
@@ -14,6 +14,7 @@ use crate::hub::{
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::JoinError;
 use serde_json::{Value, json};
+use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 use std::collections::{BTreeSet, HashMap};
@@ -32,6 +33,8 @@ struct Connection {
     /// `X-Forwarded-For` for auth requests: the client's real address.
     forwarded_for: Option<String>,
     whispers: Mutex<RateLimiter>,
+    /// This connection's share of authorization requests in flight.
+    auth_slots: ConnectionSlots,
 }
 
 #[derive(Default)]
@@ -44,7 +47,18 @@ struct State {
 }
 
 /// Registers a new socket with the Hub and wires its handlers.
-pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>, fanout: Arc<dyn Fanout>) {
+///
+/// Ownership runs one way: the socket owns its handlers, the handlers own the [`Connection`],
+/// and the connection holds nothing of the socket (handlers are given it). So when socketioxide
+/// drops a socket — after its disconnect handler, or without running it when the transport
+/// closed while CONNECT was being processed — the connection is dropped too, and its `Drop`
+/// releases whatever the disconnect handler did not.
+pub(super) fn on_connect(
+    socket: SocketRef,
+    ctx: Arc<SocketIoContext>,
+    io: SocketIo,
+    fanout: Arc<dyn Fanout>,
+) {
     let id = SocketId::new(socket.id.as_str());
     ctx.hub.connection_opened();
     metrics().connected.get_or_create(&SOCKETIO).inc();
@@ -62,11 +76,12 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>, fanout: A
             .map(str::to_owned)
     };
     let connection = Arc::new(Connection {
-        subscriber: Arc::new(SocketIoSubscriber::new(id.clone(), socket.clone(), fanout)),
+        subscriber: Arc::new(SocketIoSubscriber::new(&socket, io, fanout)),
         handshake_cookie: header(http::header::COOKIE),
         referer: header(http::header::REFERER),
         forwarded_for,
         whispers: Mutex::new(RateLimiter::per_second(ctx.whispers.rate_per_second)),
+        auth_slots: ctx.authorizer.connection_slots(),
         id,
         ctx,
         state: Mutex::new(Some(State::default())),
@@ -81,8 +96,8 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>, fanout: A
     socket.on(
         "unsubscribe",
         InOrder(
-            move |_: &SocketRef, payload| match parse_channel_request(payload) {
-                Ok(request) => c.leave(&request.channel, "unsubscribed"),
+            move |socket: &SocketRef, payload| match parse_channel_request(payload) {
+                Ok(request) => c.leave(socket, &request.channel, "unsubscribed"),
                 Err(e) => c.log(format_args!("sent an unusable unsubscribe: {e}")),
             },
         ),
@@ -93,12 +108,14 @@ pub(super) fn on_connect(socket: SocketRef, ctx: Arc<SocketIoContext>, fanout: A
         InOrder(move |socket: &SocketRef, payload| c.whisper(socket, payload)),
     );
     let c = connection;
-    socket.on_disconnect(async move |reason: DisconnectReason| {
-        c.leave_all(leave_reason(reason));
-        c.ctx.hub.connection_closed();
-        metrics().connected.get_or_create(&SOCKETIO).dec();
-        metrics().new_disconnections.get_or_create(&SOCKETIO).inc();
-    });
+    socket.on_disconnect(async move |reason: DisconnectReason| c.close(leave_reason(reason)));
+}
+
+impl Drop for Connection {
+    /// The last owner was the socket: if its disconnect handler never ran, release here.
+    fn drop(&mut self) {
+        self.close("transport close");
+    }
 }
 
 impl Connection {
@@ -134,7 +151,7 @@ impl Connection {
             return;
         }
         if !ChannelKind::of(&request.channel).needs_authorization() {
-            if self.join(&request.channel, None) {
+            if self.join(socket, &request.channel, None) {
                 self.log(format_args!("joined channel: {}", request.channel));
             }
             return;
@@ -167,7 +184,7 @@ impl Connection {
 
     /// Joins `channel` in the Hub unless the socket is gone, or `ticket` is no longer the
     /// latest request for it. Returns whether it joined.
-    fn join(&self, channel: &str, ticket: Option<u64>) -> bool {
+    fn join(&self, socket: &SocketRef, channel: &str, ticket: Option<u64>) -> bool {
         let mut state = self.state();
         let Some(state) = state.as_mut() else {
             return false;
@@ -178,7 +195,8 @@ impl Connection {
             }
             state.pending.remove(channel);
         }
-        self.subscriber.enter(channel);
+        // The room first: a publication found through the Hub is broadcast to the room.
+        socket.join(channel.to_owned());
         self.ctx.hub.subscribe(channel, self.subscriber.clone());
         state.joined.insert(channel.to_owned());
         true
@@ -205,11 +223,16 @@ impl Connection {
             referer: self.referer.clone(),
             forwarded_for: self.forwarded_for.clone(),
         };
-        let grant = match self.ctx.authorizer.authorize(&auth_request).await {
+        let grant = match self
+            .ctx
+            .authorizer
+            .authorize(&auth_request, &self.auth_slots)
+            .await
+        {
             Ok(grant) => grant,
             Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
         };
-        if !self.join(&channel, Some(ticket)) {
+        if !self.join(&socket, &channel, Some(ticket)) {
             self.log(format_args!(
                 "no longer wants {channel}; authorization dropped"
             ));
@@ -233,7 +256,7 @@ impl Connection {
             state.pending.remove(channel);
         }
         // A socket authorized earlier and refused now loses the channel.
-        self.leave(channel, "authorization refused");
+        self.leave(socket, channel, "authorization refused");
         console::dev_warning(&format!(
             "{} could not be authenticated to {channel}",
             self.id
@@ -272,7 +295,7 @@ impl Connection {
             Err(JoinError::Store(e)) => {
                 let reason = format!("presence is unavailable: {e}");
                 console::error(&format!("{} could not join {channel}: {reason}", self.id));
-                self.leave(channel, "presence unavailable");
+                self.leave(socket, channel, "presence unavailable");
                 refuse(socket, channel, 0, &reason);
             }
         }
@@ -284,7 +307,7 @@ impl Connection {
             .is_some_and(|s| s.joined.contains(channel))
     }
 
-    fn leave(&self, channel: &str, reason: &str) {
+    fn leave(&self, socket: &SocketRef, channel: &str, reason: &str) {
         let was_joined = {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
@@ -293,23 +316,35 @@ impl Connection {
         };
         if was_joined {
             self.left(channel.to_owned(), reason);
+            // The room last: until the Hub forgot the socket, a publication may reach it.
+            socket.leave(channel.to_owned());
         }
     }
 
-    fn leave_all(&self, reason: &str) {
-        let joined = self.state().take().map(|s| s.joined).unwrap_or_default();
-        for channel in joined {
+    /// Releases everything once: the channels (socketioxide empties the socket's rooms itself),
+    /// presence, and the connection's count. Later calls do nothing.
+    fn close(&self, reason: &str) {
+        let Some(state) = self.state().take() else {
+            return;
+        };
+        for channel in state.joined {
             self.left(channel, reason);
         }
+        self.ctx.hub.connection_closed();
+        metrics().connected.get_or_create(&SOCKETIO).dec();
+        metrics().new_disconnections.get_or_create(&SOCKETIO).inc();
     }
 
     /// After the channel is gone from `state`: out of the Hub, then out of presence.
     fn left(&self, channel: String, reason: &str) {
         self.ctx.hub.unsubscribe(&channel, &self.id);
-        self.subscriber.exit(&channel);
         self.log(format_args!("left channel: {channel} ({reason})"));
         if ChannelKind::of(&channel) == ChannelKind::Presence {
-            tokio::spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));
+            // A connection dropped outside the runtime (never, in Herald) cannot reach the
+            // store; its entry is pruned as a member not connected here.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));
+            }
         }
     }
 

@@ -81,7 +81,7 @@ impl SocketIoHttpLayer {
             return next.run(req).await;
         };
         if matches!(rest, "socket.io.js" | "socket.io.js.map") && req.method() == Method::GET {
-            return inner.serve_client(rest.ends_with(".map"));
+            return inner.serve_client(rest.ends_with(".map")).await;
         }
         let origin = req.headers().get(header::ORIGIN).cloned();
         if req.method() == Method::OPTIONS {
@@ -163,7 +163,7 @@ impl Inner {
         allowed.then_some(req)
     }
 
-    fn serve_client(&self, source_map: bool) -> Response {
+    async fn serve_client(&self, source_map: bool) -> Response {
         if !self.options.serve_client {
             return (
                 StatusCode::NOT_FOUND,
@@ -171,7 +171,10 @@ impl Inner {
             )
                 .into_response();
         }
-        let Some(bundle) = client_bundle_path(&self.options, &self.search_dirs) else {
+        // Off the runtime's workers: looking for the file and reading it block.
+        let (options, dirs) = (self.options.clone(), self.search_dirs.clone());
+        let found = tokio::task::spawn_blocking(move || client_bundle_path(&options, &dirs)).await;
+        let Some(bundle) = found.ok().flatten() else {
             return (
                 StatusCode::NOT_FOUND,
                 [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
@@ -189,7 +192,7 @@ impl Inner {
         } else {
             bundle
         };
-        match std::fs::read(&path) {
+        match tokio::fs::read(&path).await {
             Ok(bytes) => {
                 let content_type = if source_map {
                     "application/json"

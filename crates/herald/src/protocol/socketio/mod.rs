@@ -67,8 +67,9 @@ pub fn build(options: &SocketIoOptions, ctx: Arc<SocketIoContext>) -> (SocketIoL
     // Echo's handlers are registered in a connect *middleware*: socketioxide awaits it before
     // it acknowledges CONNECT, whereas the connect handler runs in a spawned task after the
     // acknowledgement, when a fast client may already have sent `subscribe`.
+    let handle = io.clone();
     let register = async move |socket: SocketRef| {
-        connection::on_connect(socket, ctx.clone(), fanout.clone());
+        connection::on_connect(socket, ctx.clone(), handle.clone(), fanout.clone());
         Ok::<(), std::convert::Infallible>(())
     };
     io.ns("/", { async || () }.with(register));

@@ -19,25 +19,25 @@ use std::sync::Arc;
 const QUEUE_CHECK_EVENT: &str = "herald:queue-check";
 
 /// One Socket.IO connection in the Hub.
+///
+/// It holds the socket's id, not the socket: the socket owns its event handlers, which own the
+/// connection, which owns this subscriber; a reference back to the socket would be a cycle that
+/// keeps every closed connection in memory (docs/architecture.md).
 pub(super) struct SocketIoSubscriber {
     id: SocketId,
-    socket: SocketRef,
+    sid: Sid,
+    io: SocketIo,
     fanout: Arc<dyn Fanout>,
 }
 
 impl SocketIoSubscriber {
-    pub(super) fn new(id: SocketId, socket: SocketRef, fanout: Arc<dyn Fanout>) -> Self {
-        SocketIoSubscriber { id, socket, fanout }
-    }
-
-    /// Joins the room of `channel`; call before subscribing it in the Hub.
-    pub(super) fn enter(&self, channel: &str) {
-        self.socket.join(channel.to_owned());
-    }
-
-    /// Leaves the room of `channel`; call after unsubscribing it in the Hub.
-    pub(super) fn exit(&self, channel: &str) {
-        self.socket.leave(channel.to_owned());
+    pub(super) fn new(socket: &SocketRef, io: SocketIo, fanout: Arc<dyn Fanout>) -> Self {
+        SocketIoSubscriber {
+            id: SocketId::new(socket.id.as_str()),
+            sid: socket.id,
+            io,
+            fanout,
+        }
     }
 }
 
@@ -51,11 +51,13 @@ impl Subscriber for SocketIoSubscriber {
         let Some(event) = event_name(publication) else {
             return Delivery::Skipped;
         };
-        match self.socket.emit(event, &socketio_args(publication)) {
+        let Some(socket) = self.io.get_socket(self.sid) else {
+            return Delivery::Closed;
+        };
+        match socket.emit(event, &socketio_args(publication)) {
             Ok(()) => Delivery::Queued,
             Err(SendError::Socket(SocketError::InternalChannelFull)) => {
                 // Not under the Hub's lock: the disconnect handler unsubscribes.
-                let socket = self.socket.clone();
                 tokio::spawn(async move { disconnect_if_full(socket) });
                 Delivery::Overflow
             }
