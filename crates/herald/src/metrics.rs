@@ -29,7 +29,8 @@ pub struct SourceLabel {
 /// Labels by auth outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabel {
-    /// `granted`, `refused` (the app said no), `unreachable` or `timeout`.
+    /// `granted`, `refused` (the app said no), `unreachable`, `timeout`, or `throttled`
+    /// (too many requests waiting: Herald refused without asking).
     pub outcome: &'static str,
 }
 
@@ -187,6 +188,13 @@ impl Metrics {
             .get_or_create(&OutcomeLabel { outcome })
             .inc();
         self.auth_request_duration.observe(took.as_secs_f64());
+    }
+
+    /// Counts an authorization Herald refused without asking the app (`throttled`).
+    pub fn auth_request_refused(&self, outcome: &'static str) {
+        self.auth_requests
+            .get_or_create(&OutcomeLabel { outcome })
+            .inc();
     }
 
     /// Counts one publication from `source`.

@@ -1,10 +1,16 @@
 //! The auth request laravel-echo-server sends, with a timeout, pooling and TLS verification.
 
-use super::{AuthTarget, Grant, Refusal, judge, select_auth_host};
+use super::{
+    AuthBounds, AuthGate, AuthTarget, ConnectionSlots, Grant, Refusal, judge, select_auth_host,
+};
 use crate::config::Config;
 use crate::hub::ChannelKind;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
+
+/// Idle connections kept to the auth host: enough for bursts, bounded so a burst of a thousand
+/// subscriptions does not leave a thousand idle sockets behind.
+const MAX_IDLE_CONNECTIONS: usize = 64;
 
 /// Largest auth answer body read, in bytes; Laravel's are tiny.
 const MAX_BODY_BYTES: usize = 64 * 1024;
@@ -69,6 +75,7 @@ pub struct HttpAuthorizer {
     endpoint: String,
     timeout: Duration,
     strict: bool,
+    gate: std::sync::Arc<AuthGate>,
 }
 
 impl HttpAuthorizer {
@@ -80,6 +87,7 @@ impl HttpAuthorizer {
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(!config.auth.verify_tls)
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
             .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let hosts = if config.auth_hosts.is_empty() {
@@ -101,7 +109,17 @@ impl HttpAuthorizer {
             endpoint: config.auth_endpoint.clone(),
             timeout: config.auth.timeout,
             strict: config.auth.strict,
+            gate: std::sync::Arc::new(AuthGate::new(AuthBounds {
+                per_connection: config.limits.max_auth_requests_per_connection,
+                total: config.limits.max_auth_requests,
+                queued: config.limits.max_auth_requests_queued,
+            })),
         })
+    }
+
+    /// Slots for a new connection's authorization requests.
+    pub fn connection_slots(&self) -> ConnectionSlots {
+        self.gate.connection_slots()
     }
 
     /// The auth host a request with this referer goes to.
@@ -114,8 +132,23 @@ impl HttpAuthorizer {
         format!("{}{}", self.target_for(referer).base, self.endpoint)
     }
 
-    /// Asks the app; the answer is judged by [`judge`].
-    pub async fn authorize(&self, request: &AuthRequest) -> Result<Grant, Refusal> {
+    /// Asks the app, once a slot of the connection's and of the process's is free (refused
+    /// with status 429 when too many requests wait already); the answer is judged by [`judge`].
+    pub async fn authorize(
+        &self,
+        request: &AuthRequest,
+        slots: &ConnectionSlots,
+    ) -> Result<Grant, Refusal> {
+        let _permit = match self.gate.admit(slots).await {
+            Ok(permit) => permit,
+            Err(busy) => {
+                crate::metrics::metrics().auth_request_refused("throttled");
+                return Err(Refusal {
+                    status: 429,
+                    reason: busy.to_string(),
+                });
+            }
+        };
         let started = std::time::Instant::now();
         let body_shown = self.target_for(request.referer.as_deref()).configured;
         let verdict = self.ask(request).await.and_then(|answer| {

@@ -87,6 +87,14 @@ pub struct Limits {
     pub max_channels_per_connection: usize,
     /// Largest event: HTTP API body, Redis message (`limits.maxEventBytes`).
     pub max_event_bytes: usize,
+    /// Authorization requests in flight for one connection
+    /// (`limits.maxAuthRequestsPerConnection`).
+    pub max_auth_requests_per_connection: usize,
+    /// Authorization requests in flight in total (`limits.maxAuthRequests`).
+    pub max_auth_requests: usize,
+    /// Authorization requests waiting for a slot; beyond, refused with 429
+    /// (`limits.maxAuthRequestsQueued`).
+    pub max_auth_requests_queued: usize,
 }
 
 /// Herald's channel authorization options.
@@ -320,6 +328,18 @@ impl Config {
                 "a number of channels",
             ) as usize,
             max_event_bytes: r.u64("limits.maxEventBytes", 1_048_576, "a number of bytes") as usize,
+            max_auth_requests_per_connection: r.u64(
+                "limits.maxAuthRequestsPerConnection",
+                16,
+                "a number of requests",
+            ) as usize,
+            max_auth_requests: r.u64("limits.maxAuthRequests", 1_024, "a number of requests")
+                as usize,
+            max_auth_requests_queued: r.u64(
+                "limits.maxAuthRequestsQueued",
+                4_096,
+                "a number of requests",
+            ) as usize,
         };
         let errors = r.into_errors();
         if !errors.is_empty() {
