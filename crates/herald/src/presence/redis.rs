@@ -56,20 +56,51 @@ fn store_error(e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("Redis: {e}"))
 }
 
-async fn bounded<T>(
-    operation: impl Future<Output = redis::RedisResult<T>>,
-) -> Result<T, StoreError> {
-    match tokio::time::timeout(COMMAND_TIMEOUT * 2, operation).await {
-        Ok(result) => result.map_err(store_error),
-        Err(_) => Err(StoreError("Redis: no answer in time".to_owned())),
+/// How often a command is tried again after its connection broke (Redis restarted, a proxy
+/// dropped it): the connection manager reconnects in the background, and the next try uses the
+/// new connection.
+const RETRIES_AFTER_BROKEN_CONNECTION: u32 = 3;
+
+impl RedisStore {
+    /// Runs `command` on the shared connection, within `2 × COMMAND_TIMEOUT` in all, trying
+    /// again when the connection broke under it. Every command here is idempotent (GET, SET,
+    /// DEL, SCAN) except PUBLISH, which may then be delivered twice: presence updates are
+    /// full member lists, so a repeat is harmless.
+    async fn command<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
+    where
+        F: Fn(ConnectionManager) -> Fut,
+        Fut: Future<Output = redis::RedisResult<T>>,
+    {
+        let deadline = tokio::time::Instant::now() + COMMAND_TIMEOUT * 2;
+        let mut tries = 0;
+        loop {
+            let connection = self.connection().await?;
+            match tokio::time::timeout_at(deadline, command(connection)).await {
+                Err(_) => return Err(StoreError("Redis: no answer in time".to_owned())),
+                Ok(Ok(value)) => return Ok(value),
+                Ok(Err(e))
+                    if tries < RETRIES_AFTER_BROKEN_CONNECTION
+                        && (e.is_connection_dropped() || e.is_io_error()) =>
+                {
+                    tries += 1;
+                    tokio::time::sleep(Duration::from_millis(50 * u64::from(tries))).await;
+                }
+                Ok(Err(e)) => return Err(store_error(e)),
+            }
+        }
     }
 }
 
 impl PresenceStore for RedisStore {
     fn get<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<MemberEntry>, StoreError>> {
         async move {
-            let mut connection = self.connection().await?;
-            let stored: Option<String> = bounded(connection.get(self.key(channel))).await?;
+            let key = self.key(channel);
+            let stored: Option<String> = self
+                .command(|mut c| {
+                    let key = key.clone();
+                    async move { c.get(key).await }
+                })
+                .await?;
             Ok(decode_members(stored))
         }
         .boxed()
@@ -81,21 +112,34 @@ impl PresenceStore for RedisStore {
         members: &'a [MemberEntry],
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            let mut connection = self.connection().await?;
+            let key = self.key(channel);
             // An empty channel leaves no key behind: clients can make up channel names, and
             // every key left would stay forever and be scanned at each start.
             if members.is_empty() {
-                bounded(connection.del::<_, ()>(self.key(channel))).await?;
+                self.command(|mut c| {
+                    let key = key.clone();
+                    async move { c.del::<_, ()>(key).await }
+                })
+                .await?;
             } else {
                 let text = serde_json::to_string(members).map_err(store_error)?;
-                bounded(connection.set::<_, _, ()>(self.key(channel), text)).await?;
+                self.command(|mut c| {
+                    let (key, text) = (key.clone(), text.clone());
+                    async move { c.set::<_, _, ()>(key, text).await }
+                })
+                .await?;
             }
             if self.publish_updates {
                 let update =
-                    json!({"event": {"channel": format!("{channel}:members"), "members": members}});
-                bounded(
-                    connection.publish::<_, _, ()>("PresenceChannelUpdated", update.to_string()),
-                )
+                    json!({"event": {"channel": format!("{channel}:members"), "members": members}})
+                        .to_string();
+                self.command(|mut c| {
+                    let update = update.clone();
+                    async move {
+                        c.publish::<_, _, ()>("PresenceChannelUpdated", update)
+                            .await
+                    }
+                })
                 .await?;
             }
             Ok(())
@@ -105,7 +149,6 @@ impl PresenceStore for RedisStore {
 
     fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         async move {
-            let mut connection = self.connection().await?;
             let pattern = format!(
                 "{}presence-*:members",
                 redis_client::escape_glob(&self.key_prefix)
@@ -113,16 +156,21 @@ impl PresenceStore for RedisStore {
             let mut channels = Vec::new();
             let mut cursor: u64 = 0;
             loop {
-                let (next, keys): (u64, Vec<String>) = bounded(
-                    redis::cmd("SCAN")
-                        .arg(cursor)
-                        .arg("MATCH")
-                        .arg(&pattern)
-                        .arg("COUNT")
-                        .arg(200)
-                        .query_async(&mut connection),
-                )
-                .await?;
+                let (next, keys): (u64, Vec<String>) = self
+                    .command(|mut c| {
+                        let pattern = pattern.clone();
+                        async move {
+                            redis::cmd("SCAN")
+                                .arg(cursor)
+                                .arg("MATCH")
+                                .arg(pattern)
+                                .arg("COUNT")
+                                .arg(200)
+                                .query_async(&mut c)
+                                .await
+                        }
+                    })
+                    .await?;
                 channels.extend(keys.iter().filter_map(|key| {
                     key.strip_prefix(self.key_prefix.as_str())?
                         .strip_suffix(":members")
