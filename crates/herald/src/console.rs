@@ -3,31 +3,49 @@
 //! Text mode prints exactly the lines laravel-echo-server prints (people grep them), on stdout,
 //! coloured only on a terminal. JSON mode sends the same messages through `tracing` as one JSON
 //! object per line, with a `kind` field.
+//!
+//! Once [`init`] ran (the server), lines go to stdout from a dedicated thread through a bounded
+//! queue (tracing-appender's non-blocking writer): a slow terminal or pipe never stalls the
+//! runtime's workers, and past 128k queued lines new ones are dropped. [`flush`] writes what
+//! is queued before the process exits. Before `init` (the CLI's other commands), output is
+//! synchronous, so it interleaves correctly with prompts.
 
 use crate::config::LogFormat;
 use std::borrow::Cow;
 use std::io::{IsTerminal, Write};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
+use tracing_appender::non_blocking::{NonBlocking, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 struct Console {
     format: LogFormat,
     color: bool,
     dev_mode: bool,
+    /// The non-blocking stdout, once [`init`] ran.
+    out: Option<NonBlocking>,
 }
 
 static CONSOLE: OnceLock<Console> = OnceLock::new();
 
+/// Keeps the writer thread; dropping it (in [`flush`]) writes what is queued.
+static WRITER: Mutex<Option<WorkerGuard>> = Mutex::new(None);
+
 /// Sets up output once; later calls are ignored. `RUST_LOG` tunes library logs.
 pub fn init(format: LogFormat, dev_mode: bool) {
+    if CONSOLE.get().is_some() {
+        return;
+    }
+    let (out, guard) = tracing_appender::non_blocking(std::io::stdout());
     let console = Console {
         format,
         color: std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none(),
         dev_mode,
+        out: Some(out.clone()),
     };
     if CONSOLE.set(console).is_err() {
         return;
     }
+    *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(match format {
             LogFormat::Json => "info,socketioxide=warn,engineioxide=warn",
@@ -40,7 +58,7 @@ pub fn init(format: LogFormat, dev_mode: bool) {
             .flatten_event(true)
             .with_current_span(false)
             .with_env_filter(filter)
-            .with_writer(std::io::stdout)
+            .with_writer(out)
             .try_init(),
         LogFormat::Text => tracing_subscriber::fmt()
             .with_env_filter(filter)
@@ -49,11 +67,18 @@ pub fn init(format: LogFormat, dev_mode: bool) {
     };
 }
 
+/// Writes every queued line, then returns; call before the process exits.
+pub fn flush() {
+    let guard = WRITER.lock().unwrap_or_else(|p| p.into_inner()).take();
+    drop(guard);
+}
+
 fn console() -> &'static Console {
     CONSOLE.get_or_init(|| Console {
         format: LogFormat::Text,
         color: false,
         dev_mode: false,
+        out: None,
     })
 }
 
@@ -131,16 +156,17 @@ fn emit(kind: Kind, message: &str) {
                 Kind::Warning => ("⚠ ", "\x1b[33m"),
                 Kind::Error => ("", "\x1b[31m"),
             };
-            let mut out = std::io::stdout().lock();
             let blank_before = "\n".repeat(blank_before);
             let blank_after = "\n".repeat(blank_after);
-            let _ = if c.color {
-                writeln!(
-                    out,
-                    "{blank_before}{color}{prefix}{message}\x1b[0m{blank_after}"
-                )
+            let line = if c.color {
+                format!("{blank_before}{color}{prefix}{message}\x1b[0m{blank_after}\n")
             } else {
-                writeln!(out, "{blank_before}{prefix}{message}{blank_after}")
+                format!("{blank_before}{prefix}{message}{blank_after}\n")
+            };
+            // One write per line: the writer thread never splits it.
+            let _ = match &c.out {
+                Some(out) => out.clone().write_all(line.as_bytes()),
+                None => std::io::stdout().lock().write_all(line.as_bytes()),
             };
         }
     }

@@ -16,7 +16,7 @@ pub(super) async fn root() -> Html<&'static str> {
 
 /// `GET /apps/{appId}/status`.
 pub(super) async fn status(_: AuthorizedApp, State(state): State<ApiState>) -> Json<Value> {
-    let rss = resident_memory_bytes();
+    let rss = resident_memory_bytes().await;
     Json(json!({
         "subscription_count": state.hub.connection_count(),
         "uptime": state.started.elapsed().as_secs_f64(),
@@ -102,8 +102,9 @@ fn unavailable(e: crate::presence::StoreError) -> ApiError {
 }
 
 /// Resident set size from `/proc/self/status` (`VmRSS`), 0 where that is unavailable.
-pub(crate) fn resident_memory_bytes() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
+pub(crate) async fn resident_memory_bytes() -> u64 {
+    tokio::fs::read_to_string("/proc/self/status")
+        .await
         .ok()
         .and_then(|status| {
             let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;

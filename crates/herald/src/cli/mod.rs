@@ -75,11 +75,13 @@ pub fn main() -> ExitCode {
         Command::ClientRemove(args) => client::remove(&args),
         Command::Doctor(args) => doctor::run(args),
     };
-    match result {
+    let code = match result {
         Ok(code) => code,
         Err(e) => {
             crate::console::error(&format!("Error: {e:#}"));
             ExitCode::FAILURE
         }
-    }
+    };
+    crate::console::flush();
+    code
 }

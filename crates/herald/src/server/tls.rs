@@ -75,7 +75,9 @@ pub(super) async fn load(files: &TlsFiles) -> anyhow::Result<RustlsConfig> {
 }
 
 async fn reload(config: &RustlsConfig, files: &TlsFiles) -> anyhow::Result<()> {
-    let pem = read_pem(files)?;
+    // Off the runtime's workers: file reads block.
+    let owned = files.clone();
+    let pem = tokio::task::spawn_blocking(move || read_pem(&owned)).await??;
     match pem.passphrase {
         Some(passphrase) => {
             config
@@ -112,27 +114,26 @@ fn warn_if_key_readable_by_others(path: &str) {
     }
 }
 
-fn modified(files: &TlsFiles) -> Vec<Option<SystemTime>> {
-    [&files.cert_path, &files.key_path, &files.chain_path]
-        .iter()
-        .map(|p| {
-            std::fs::metadata(Path::new(p.as_str()))
-                .and_then(|m| m.modified())
-                .ok()
-        })
-        .collect()
+/// The files' modification times, read without blocking the runtime's workers.
+async fn modified(files: &TlsFiles) -> Vec<Option<SystemTime>> {
+    let mut times = Vec::with_capacity(3);
+    for path in [&files.cert_path, &files.key_path, &files.chain_path] {
+        let metadata = tokio::fs::metadata(Path::new(path.as_str())).await;
+        times.push(metadata.and_then(|m| m.modified()).ok());
+    }
+    times
 }
 
 /// Reloads the certificate when its files change (checked every 5 s) or when `hangup` is
 /// notified (SIGHUP). A failed reload keeps the old certificate and says why.
 pub(super) async fn watch(config: RustlsConfig, files: TlsFiles, hangup: Arc<Notify>) {
-    let mut seen = modified(&files);
+    let mut seen = modified(&files).await;
     loop {
         let forced = tokio::select! {
             _ = tokio::time::sleep(WATCH_INTERVAL) => false,
             _ = hangup.notified() => true,
         };
-        let now = modified(&files);
+        let now = modified(&files).await;
         if !forced && now == seen {
             continue;
         }
@@ -140,7 +141,7 @@ pub(super) async fn watch(config: RustlsConfig, files: TlsFiles, hangup: Arc<Not
         if !forced {
             tokio::time::sleep(Duration::from_millis(500)).await;
         }
-        seen = modified(&files);
+        seen = modified(&files).await;
         match reload(&config, &files).await {
             Ok(()) => console::success(&format!(
                 "TLS certificate reloaded from {}; new connections use it.",
