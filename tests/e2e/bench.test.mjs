@@ -53,6 +53,24 @@ test('herald-bench idle opens every connection and reads the server\'s memory', 
   }
 });
 
+test('herald-bench churn connects, subscribes and drops every round, and every connection is released', async () => {
+  const herald = await startHerald({ config: { database: 'memory', subscribers: { redis: false } } });
+  try {
+    const { stdout } = await run(bench, [
+      'churn', '--url', `ws://127.0.0.1:${herald.port}`, '--pid', String(herald.proc.pid), '--connections', '40',
+      '--rounds', '3', '--warmup', '1', '--settle-ms', '300', '--label', 'herald',
+    ], { timeout: 60000 });
+    const report = JSON.parse(stdout);
+    assert.equal(report.cycles_measured, 120);
+    assert.equal(report.growth_per_round_bytes.length, 3);
+    const metrics = (await herald.api('/metrics')).text;
+    assert.match(metrics, /herald_new_connections_total\{protocol="socketio"\} 160/, 'all 4 rounds of 40 reached the server');
+    await waitUntil(async () => /herald_connected\{protocol="socketio"\} 0\b/.test((await herald.api('/metrics')).text), { what: 'every connection released' });
+  } finally {
+    await herald.stop();
+  }
+});
+
 test('herald-bench many-channels through the HTTP API counts every delivery', async () => {
   const herald = await startHerald({
     config: { database: 'memory', subscribers: { redis: false, http: true }, clients: [{ appId: 'bench', key: 'bench-key' }] },

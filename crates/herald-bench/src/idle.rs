@@ -41,7 +41,7 @@ pub(crate) struct IdleReport {
 }
 
 /// Resident memory of `pid`, in bytes.
-fn rss(pid: u32) -> anyhow::Result<u64> {
+pub(crate) fn rss(pid: u32) -> anyhow::Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status (is --pid right?)"))?;
     let kib = status

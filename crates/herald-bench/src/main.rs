@@ -1,6 +1,7 @@
 //! `herald-bench`: measures a Socket.IO broadcast server (Herald or laravel-echo-server) from
 //! the outside, speaking the wire protocol itself. See docs/performance.md.
 
+mod churn;
 mod eio;
 mod fanout;
 mod floor;
@@ -31,6 +32,8 @@ enum Scenario {
     Storm(storm::StormArgs),
     /// N subscribed idle connections: server RSS per connection and idle CPU.
     Idle(idle::IdleArgs),
+    /// N clients connect, subscribe and drop, for R rounds: server RSS growth per cycle.
+    Churn(churn::ChurnArgs),
     /// Fan-out at rising rates until p99 > 100 ms or deliveries are lost: the last stable rate.
     Knee(knee::KneeArgs),
     /// Renders the side-by-side charts (SVG) from `scripts/bench`'s plot data.
@@ -62,6 +65,10 @@ async fn main() -> anyhow::Result<()> {
         }
         Scenario::Knee(args) => {
             let report = knee::run(args).await?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Scenario::Churn(args) => {
+            let report = churn::run(args).await?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Scenario::Idle(args) => {

@@ -8,10 +8,6 @@ use crate::hub::ChannelKind;
 use http::{HeaderMap, HeaderName, HeaderValue};
 use std::time::Duration;
 
-/// Idle connections kept to the auth host: enough for bursts, bounded so a burst of a thousand
-/// subscriptions does not leave a thousand idle sockets behind.
-const MAX_IDLE_CONNECTIONS: usize = 64;
-
 /// Largest auth answer body read, in bytes; Laravel's are tiny.
 const MAX_BODY_BYTES: usize = 64 * 1024;
 
@@ -87,7 +83,9 @@ impl HttpAuthorizer {
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(!config.auth.verify_tls)
             .pool_idle_timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(MAX_IDLE_CONNECTIONS)
+            // No more idle connections than requests may be in flight (`AuthGate`): bursts
+            // reuse them instead of opening new ones each time.
+            .pool_max_idle_per_host(config.limits.max_auth_requests)
             .user_agent(concat!("Herald/", env!("CARGO_PKG_VERSION")))
             .build()?;
         let hosts = if config.auth_hosts.is_empty() {
