@@ -3,14 +3,11 @@
 //! `/proc/<pid>`. A server that leaks what a closed connection held grows linearly; one that
 //! does not stays flat once its allocator has warmed up.
 
-use crate::eio::Subscriber;
+use crate::eio::connect_many;
 use crate::idle::rss;
 use crate::target::Target;
 use clap::Args;
-use futures_util::StreamExt;
-use futures_util::stream;
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::{Duration, Instant};
 
 /// Options of `churn`.
@@ -53,16 +50,14 @@ pub(crate) struct ChurnReport {
 
 /// One round: connect and subscribe `n` clients, then drop them all at once.
 async fn round(args: &ChurnArgs, round: usize) -> anyhow::Result<()> {
-    let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.connections)
-        .map(|i| {
-            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + ((i + round) % 8) as u8));
-            let channels = [format!("churn-{}", i % 100)];
-            let (url, eio) = (args.target.url.clone(), args.target.eio);
-            async move { Subscriber::connect_from(&url, eio, &channels, Some(source)).await }
-        })
-        .buffer_unordered(128)
-        .collect()
-        .await;
+    let connected = connect_many(
+        &args.target.url,
+        args.target.eio,
+        args.connections,
+        round,
+        |i| format!("churn-{}", i % 100),
+    )
+    .await;
     let subscribers = connected.into_iter().collect::<anyhow::Result<Vec<_>>>()?;
     // Let the subscribes land before the sockets go.
     tokio::time::sleep(Duration::from_millis(200)).await;

@@ -26,6 +26,33 @@ pub(crate) struct Stamp {
     pub(crate) sent_us: u64,
 }
 
+/// Connects `n` subscribers to `url`, 128 at a time, spread over the source addresses
+/// 127.0.0.2–.9 (tens of thousands fit past one address's ephemeral ports); subscriber `i`
+/// subscribes to `channel(i)` and comes from address `(i + shift) % 8`.
+pub(crate) async fn connect_many(
+    url: &str,
+    eio: u8,
+    n: usize,
+    shift: usize,
+    channel: impl Fn(usize) -> String,
+) -> Vec<anyhow::Result<Subscriber>> {
+    use futures_util::StreamExt;
+    futures_util::stream::iter(0..n)
+        .map(|i| {
+            let source = std::net::IpAddr::V4(std::net::Ipv4Addr::new(
+                127,
+                0,
+                0,
+                2 + ((i + shift) % 8) as u8,
+            ));
+            let channels = [channel(i)];
+            async move { Subscriber::connect_from(url, eio, &channels, Some(source)).await }
+        })
+        .buffer_unordered(128)
+        .collect()
+        .await
+}
+
 impl Subscriber {
     /// Connects to `base` (e.g. `ws://127.0.0.1:6001`) from `source` if given (several
     /// loopback addresses get past the ~28k ephemeral ports of one source address), completes

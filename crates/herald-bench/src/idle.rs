@@ -1,14 +1,11 @@
 //! `idle`: N subscribed connections doing nothing; the server's resident memory per connection
 //! and its CPU use while idle (heartbeats only), read from `/proc/<pid>`.
 
-use crate::eio::Subscriber;
+use crate::eio::connect_many;
 use crate::target::Target;
 use anyhow::Context;
 use clap::Args;
-use futures_util::StreamExt;
-use futures_util::stream;
 use serde::Serialize;
-use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
 /// Options of `idle`.
@@ -69,17 +66,14 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
 /// Opens the connections, measures, closes them.
 pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
     let rss_before = rss(args.pid)?;
-    // Spread over 127.0.0.2–127.0.0.9 so 50k connections fit in the ephemeral port range.
-    let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.connections)
-        .map(|i| {
-            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 8) as u8));
-            let channels = [format!("idle-{}", i % 100)];
-            let (url, eio) = (args.target.url.clone(), args.target.eio);
-            async move { Subscriber::connect_from(&url, eio, &channels, Some(source)).await }
-        })
-        .buffer_unordered(128)
-        .collect()
-        .await;
+    let connected = connect_many(
+        &args.target.url,
+        args.target.eio,
+        args.connections,
+        0,
+        |i| format!("idle-{}", i % 100),
+    )
+    .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for subscriber in connected {
