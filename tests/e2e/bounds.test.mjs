@@ -71,6 +71,25 @@ test('one socket asking for 300 private channels keeps at most 16 auth requests 
   }
 });
 
+test('authorizations still waiting when their socket leaves are never sent to the app', async () => {
+  const auth = await startAuthEndpoint(async (request) => {
+    await new Promise((r) => setTimeout(r, 300));
+    return laravelAnswer(request);
+  });
+  const herald = await startHerald({ config: { clients: [API], database: 'memory', subscribers: { redis: false }, authHost: auth.url } });
+  try {
+    const client = await connectEcho(herald.url, { echo: 2, sio: 4, auth: { headers: { Authorization: 'Bearer user-1' } } });
+    for (let i = 0; i < 200; i++) client.echo.private(`gone.${i}`);
+    await waitUntil(() => auth.requests.length >= 16, { what: 'the first 16 in flight' });
+    client.close();
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.ok(auth.requests.length <= 32, `${auth.requests.length} requests reached the app for a socket that left`);
+  } finally {
+    await herald.stop();
+    await auth.stop();
+  }
+});
+
 test('beyond the total and the waiting room, subscriptions are refused with 429 and a reason', async () => {
   const auth = await startAuthEndpoint(async (request) => {
     await new Promise((r) => setTimeout(r, 300));

@@ -1,7 +1,8 @@
 //! The auth request laravel-echo-server sends, with a timeout, pooling and TLS verification.
 
 use super::{
-    AuthBounds, AuthGate, AuthTarget, ConnectionSlots, Grant, Refusal, judge, select_auth_host,
+    AuthBounds, AuthGate, AuthPermit, AuthTarget, ConnectionSlots, Grant, Refusal, judge,
+    select_auth_host,
 };
 use crate::config::Config;
 use crate::hub::ChannelKind;
@@ -130,23 +131,21 @@ impl HttpAuthorizer {
         format!("{}{}", self.target_for(referer).base, self.endpoint)
     }
 
-    /// Asks the app, once a slot of the connection's and of the process's is free (refused
-    /// with status 429 when too many requests wait already); the answer is judged by [`judge`].
-    pub async fn authorize(
-        &self,
-        request: &AuthRequest,
-        slots: &ConnectionSlots,
-    ) -> Result<Grant, Refusal> {
-        let _permit = match self.gate.admit(slots).await {
-            Ok(permit) => permit,
-            Err(busy) => {
-                crate::metrics::metrics().auth_request_refused("throttled");
-                return Err(Refusal {
-                    status: 429,
-                    reason: busy.to_string(),
-                });
+    /// Waits for a slot of the connection's and one of the process's for an authorization
+    /// request; refused with status 429 when too many requests wait already.
+    pub async fn admit(&self, slots: &ConnectionSlots) -> Result<AuthPermit, Refusal> {
+        self.gate.admit(slots).await.map_err(|busy| {
+            crate::metrics::metrics().auth_request_refused("throttled");
+            Refusal {
+                status: 429,
+                reason: busy.to_string(),
             }
-        };
+        })
+    }
+
+    /// Asks the app (hold an [`AuthPermit`] from [`Self::admit`] meanwhile); the answer is
+    /// judged by [`judge`].
+    pub async fn authorize(&self, request: &AuthRequest) -> Result<Grant, Refusal> {
         let started = std::time::Instant::now();
         let body_shown = self.target_for(request.referer.as_deref()).configured;
         let verdict = self.ask(request).await.and_then(|answer| {

@@ -223,12 +223,18 @@ impl Connection {
             referer: self.referer.clone(),
             forwarded_for: self.forwarded_for.clone(),
         };
-        let grant = match self
-            .ctx
-            .authorizer
-            .authorize(&auth_request, &self.auth_slots)
-            .await
-        {
+        let _permit = match self.ctx.authorizer.admit(&self.auth_slots).await {
+            Ok(permit) => permit,
+            Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
+        };
+        // The wait for a slot may have outlived the wish: do not ask the app for nothing.
+        if !self.is_pending(&channel, ticket) {
+            self.log(format_args!(
+                "no longer wants {channel}; authorization not requested"
+            ));
+            return;
+        }
+        let grant = match self.ctx.authorizer.authorize(&auth_request).await {
             Ok(grant) => grant,
             Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
         };
@@ -299,6 +305,13 @@ impl Connection {
                 refuse(socket, channel, 0, &reason);
             }
         }
+    }
+
+    /// Whether `ticket` is still the latest request for `channel` of a connected socket.
+    fn is_pending(&self, channel: &str, ticket: u64) -> bool {
+        self.state()
+            .as_ref()
+            .is_some_and(|s| s.pending.get(channel) == Some(&ticket))
     }
 
     fn is_joined(&self, channel: &str) -> bool {
