@@ -68,7 +68,8 @@ impl Admission {
     }
 
     /// Connections and live reservations.
-    pub(super) fn occupied(&self) -> usize {
+    #[cfg(test)]
+    fn occupied(&self) -> usize {
         self.connected() + self.reservations().len()
     }
 }

@@ -94,11 +94,6 @@ impl Hub {
         self.admission.connected()
     }
 
-    /// Connections open plus sessions opened and not yet connected.
-    pub fn occupied_connections(&self) -> usize {
-        self.admission.occupied()
-    }
-
     /// Adds `subscriber` to `channel`. Returns false if it was already there (idempotent).
     pub fn subscribe(&self, channel: &str, subscriber: Arc<dyn Subscriber>) -> bool {
         let mut shard = self.write(channel);

@@ -18,8 +18,6 @@ use tokio::sync::Notify;
 
 /// How often certificate files are checked for changes.
 const WATCH_INTERVAL: Duration = Duration::from_secs(2);
-/// How long a new connection may take to send its first byte.
-const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The PEM certificate (with the chain appended), the key and its passphrase.
 struct Pem {
@@ -168,7 +166,11 @@ impl<S: Send + 'static> Accept<TcpStream, S> for TlsOnly {
         Box::pin(async move {
             stream.set_nodelay(true)?;
             let mut first = [0u8; 1];
-            let peeked = tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await;
+            let peeked = tokio::time::timeout(
+                super::timeouts::FIRST_REQUEST_TIMEOUT,
+                stream.peek(&mut first),
+            )
+            .await;
             match peeked {
                 // 0x16: a TLS handshake record.
                 Ok(Ok(1)) if first[0] == 0x16 => Ok((stream, service)),
