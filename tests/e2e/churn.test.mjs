@@ -198,7 +198,7 @@ for (const transport of ['websocket', 'polling']) {
       console.log(`# churn ${transport}: growth ${(growth / 1024).toFixed(0)} KiB over ${measured} cycles (${(growth / measured).toFixed(0)} B/cycle)`);
       assert.ok(growth <= MAX_GROWTH_BYTES, `RSS grew ${(growth / 1048576).toFixed(2)} MiB over ${measured} cycles`);
       // Presence leaves are written after the disconnect: give the last ones a moment.
-      await waitUntil(async () => (await redis.cli('KEYS', 'presence-*')) === '', { timeoutMs: 10000, what: 'no presence key left' });
+      await waitUntil(async () => (await redis.cli('KEYS', 'herald:presence*')) === '', { timeoutMs: 10000, what: 'no presence key left' });
     } finally {
       await relay.stop();
       await herald.stop();

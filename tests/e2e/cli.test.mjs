@@ -126,8 +126,10 @@ test('start writes the lock, refuses a second server, --force replaces it, stop 
   const dir = scratchDir();
   const first = await startHerald({ cwd: dir, config: noRedis });
   const lockPath = join(dir, 'laravel-echo-server.lock');
-  assert.deepEqual(readJson(lockPath), { process: first.proc.pid });
-  assert.match(readFileSync(lockPath, 'utf8'), /\{\n\t"process": \d+\n\}/);
+  const lock = readJson(lockPath);
+  assert.equal(lock.process, first.proc.pid, "laravel-echo-server's field");
+  assert.match(lock.node, /^[0-9a-f]{16}$/, "Herald's node id");
+  assert.match(readFileSync(lockPath, 'utf8'), /^\{\n\t"process": \d+,\n\t"node": "[0-9a-f]{16}"\n\}\n?$/);
 
   const second = await runHerald(['start'], { cwd: dir });
   assert.equal(second.code, 1);
@@ -136,7 +138,8 @@ test('start writes the lock, refuses a second server, --force replaces it, stop 
   const forced = await startHerald({ cwd: dir, config: null, args: ['--force'], port: first.port });
   assert.match(forced.output(), new RegExp(`Closing process ${first.proc.pid} because you used the '--force' option`));
   assert.deepEqual(await first.exit, { code: 0, signal: null });
-  assert.deepEqual(readJson(lockPath), { process: forced.proc.pid });
+  assert.equal(readJson(lockPath).process, forced.proc.pid);
+  assert.notEqual(readJson(lockPath).node, lock.node, 'a new node id per start');
 
   const stopped = await runHerald(['stop'], { cwd: dir });
   assert.equal(stopped.code, 0, stopped.output);

@@ -110,7 +110,7 @@ test('SIGTERM: clients see a clean close, members are removed, the lock is relea
       client.socket.on('disconnect', (reason) => reasons.push(reason));
     }
     await waitSubscribed(herald, 'presence-leaving-soon', 2, API);
-    await waitUntil(async () => JSON.parse((await redis.cli('GET', 'presence-leaving-soon:members')) || '[]').length === 2, { what: 'two members stored' });
+    await waitUntil(async () => (await redis.cli('HLEN', 'herald:presence:presence-leaving-soon')) === '2', { what: 'two members stored' });
     const lock = join(herald.cwd, 'laravel-echo-server.lock');
     assert.ok(existsSync(lock));
 
@@ -122,7 +122,8 @@ test('SIGTERM: clients see a clean close, members are removed, the lock is relea
     await waitUntil(() => reasons.length === 2, { what: 'both clients told' });
     assert.deepEqual(reasons, ['transport close', 'transport close'], 'a proper Engine.IO close: clients reconnect (to the next Herald)');
     assert.equal(existsSync(lock), false, 'lock released');
-    assert.equal(await redis.cli('EXISTS', 'presence-leaving-soon:members'), '0', 'no member (and no empty key) left behind');
+    assert.equal(await redis.cli('EXISTS', 'herald:presence:presence-leaving-soon'), '0', 'no member (and no empty key) left behind');
+    assert.equal(await redis.cli('KEYS', 'herald:*'), '', 'no user count, no heartbeat left behind');
   } finally {
     clients.forEach((c) => c.close());
     await auth.stop();

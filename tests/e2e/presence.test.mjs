@@ -2,7 +2,7 @@
 
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { existsSync, mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startHerald, startRedis, scratchDir, sleep, waitUntil } from './lib/harness.mjs';
 import { connectEcho, listen, recordAll, waitSubscribed } from './lib/clients.mjs';
@@ -131,6 +131,14 @@ test('presence:subscribed, joining and leaving carry user_id and user_info, neve
   }
 });
 
+/** The entries Redis holds for `channel`: socket id → stored JSON. */
+async function storedEntries(prefix, channel) {
+  const flat = (await redis.cli('HGETALL', `${prefix}herald:presence:${channel}`)).split('\n').filter(Boolean);
+  const entries = {};
+  for (let i = 0; i + 1 < flat.length; i += 2) entries[flat[i]] = JSON.parse(flat[i + 1]);
+  return entries;
+}
+
 test('a crashed Herald leaves no ghost members in Redis', async () => {
   const cwd = scratchDir();
   const config = { clients: [API], authHost: auth.url, database: 'redis', databaseConfig: { redis: { port: redis.port, keyPrefix: 'ghost_' } } };
@@ -138,14 +146,19 @@ test('a crashed Herald leaves no ghost members in Redis', async () => {
   const client = await connectEcho(herald.url, asUser(3));
   const seen = joinPresence(client, 'haunted');
   await waitUntil(() => seen.here.length === 1, { what: 'joined' });
-  const key = 'ghost_presence-haunted:members';
-  const stored = JSON.parse(await redis.cli('GET', key));
-  assert.deepEqual(stored, [{ user_id: 3, user_info: { name: 'User 3' }, socketId: client.socketId() }], "laravel-echo-server's key and JSON");
+  const node = JSON.parse(readFileSync(join(cwd, 'laravel-echo-server.lock'), 'utf8')).node;
+  assert.deepEqual(await storedEntries('ghost_', 'presence-haunted'), {
+    [client.socketId()]: { user_id: 3, user_info: { name: 'User 3' }, socketId: client.socketId(), node, user: '3' },
+  }, "laravel-echo-server's member JSON, with the node holding the socket");
+  assert.equal(await redis.cli('EXISTS', `ghost_herald:node:${node}`), '1', 'the node heartbeat');
   client.close();
   await herald.stop('SIGKILL');
+  // Restarted in the same place, Herald knows from the lock file which node stopped: its
+  // entries go at once, without waiting for its heartbeat to lapse.
   herald = await startHerald({ cwd, config: null, port: herald.port });
   try {
-    await waitUntil(async () => (await redis.cli('EXISTS', key)) === '0', { what: 'stale members (and their key) removed at start' });
+    await waitUntil(async () => (await redis.cli('EXISTS', 'ghost_herald:presence:presence-haunted')) === '0', { what: 'stale members (and their key) removed at start' });
+    assert.equal(await redis.cli('EXISTS', `ghost_herald:node:${node}`), '0', "the stopped node's heartbeat withdrawn");
     assert.deepEqual(await users(herald, 'presence-haunted'), []);
     // The line is written after the store is cleaned: wait for it rather than race it.
     await herald.waitForOutput(/Removed presence members left by a previous run from 1 channel/);
@@ -168,13 +181,68 @@ test('publishPresence announces member changes on PresenceChannelUpdated', async
     client.echo.join('announced');
     await waitUntil(() => out.includes('"presence-announced:members"'), { what: 'update published' });
     const line = out.split('\n').find((l) => l.startsWith('{"event"'));
-    assert.deepEqual(JSON.parse(line), {
-      event: { channel: 'presence-announced:members', members: [{ user_id: 4, user_info: { name: 'User 4' }, socketId: client.socketId() }] },
-    });
+    const { event } = JSON.parse(line);
+    assert.equal(event.channel, 'presence-announced:members');
+    assert.equal(event.members.length, 1);
+    const [member] = event.members;
+    assert.deepEqual({ user_id: member.user_id, user_info: member.user_info, socketId: member.socketId },
+      { user_id: 4, user_info: { name: 'User 4' }, socketId: client.socketId() }, "laravel-echo-server's fields");
+    out = '';
+    client.echo.leave('announced');
+    await waitUntil(() => out.includes('"presence-announced:members"'), { what: 'leave published' });
+    assert.deepEqual(JSON.parse(out.split('\n').find((l) => l.startsWith('{"event"'))).event.members, []);
     client.close();
   } finally {
     sub.kill();
     await herald.stop();
+  }
+});
+
+test('two Herald processes share presence in Redis: no lost updates, a crashed node\'s members go', async () => {
+  const prefix = 'pair_';
+  const config = { clients: [API], authHost: auth.url, database: 'redis', databaseConfig: { redis: { port: redis.port, keyPrefix: prefix } } };
+  const nodes = [await startHerald({ config }), await startHerald({ config })];
+  const clients = [];
+  try {
+    // 40 sockets, 20 per node, all joining at once: users 0..29, users 0..9 with a second
+    // tab on the other node.
+    const plan = Array.from({ length: 40 }, (_, i) => (i < 30 ? { node: i % 2, user: i } : { node: (i + 1) % 2, user: i - 30 }));
+    const seen = await Promise.all(plan.map(async ({ node, user }, index) => {
+      const client = await connectEcho(nodes[node].url, asUser(`p${user}`));
+      clients.push({ client, node, user, index });
+      return joinPresence(client, 'pair');
+    }));
+    await waitUntil(() => seen.every((s) => s.here.length > 0), { what: 'every join answered', timeoutMs: 20000 });
+    const stored = await storedEntries(prefix, 'presence-pair');
+    assert.equal(Object.keys(stored).length, 40, 'every join stored, none lost to another process');
+    for (const herald of nodes) {
+      assert.equal((await users(herald, 'presence-pair')).length, 30, 'each node lists every user, wherever connected');
+    }
+    const lastJoiner = seen[plan.length - 1];
+    assert.ok(lastJoiner.here[0].length >= 1);
+
+    // Users 0..9 close the tab on one node: they stay present through the other.
+    const closing = clients.filter(({ index }) => index < 10);
+    const leaves = await Promise.all(closing.map(async ({ client }) => { client.echo.leave('presence-pair'); }));
+    assert.equal(leaves.length, closing.length);
+    await waitUntil(async () => Object.keys(await storedEntries(prefix, 'presence-pair')).length === 40 - closing.length, { what: 'leaves stored' });
+    assert.equal((await users(nodes[0], 'presence-pair')).length, 30, 'second tabs keep their users present');
+
+    // Node 1 dies without cleaning up; once its heartbeat lapses (here: deleted, as expiry
+    // would), node 0 lists only its own users and removes the rest from Redis.
+    const node1 = JSON.parse(readFileSync(join(nodes[1].cwd, 'laravel-echo-server.lock'), 'utf8')).node;
+    await nodes[1].stop('SIGKILL');
+    assert.equal(await redis.cli('EXISTS', `${prefix}herald:node:${node1}`), '1', 'a crashed node leaves its heartbeat to lapse');
+    await redis.cli('DEL', `${prefix}herald:node:${node1}`);
+    const survivors = new Set(clients.filter(({ node, client }) => node === 0 && !closing.some((c) => c.client === client)).map(({ user }) => `p${user}`));
+    const listed = (await users(nodes[0], 'presence-pair')).map((u) => u.id);
+    assert.deepEqual(new Set(listed), survivors);
+    const left = Object.values(await storedEntries(prefix, 'presence-pair'));
+    assert.equal(left.length, survivors.size, "the dead node's entries are removed from Redis");
+    assert.ok(left.every((e) => e.node !== node1));
+  } finally {
+    clients.forEach(({ client }) => client.close());
+    for (const herald of nodes) await herald.stop();
   }
 });
 

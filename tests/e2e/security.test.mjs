@@ -359,9 +359,9 @@ test('empty presence channels leave no keys in Redis', async () => {
     const client = await connectEcho(herald.url, { echo: 2, sio: 4, auth: { headers: { Authorization: 'Bearer user-5' } } });
     const names = Array.from({ length: 20 }, (_, i) => `room-${i}-${Math.random().toString(36).slice(2)}`);
     for (const name of names) client.echo.join(name);
-    await waitUntil(async () => (await redis.cli('KEYS', 'presence-*:members')).split('\n').filter(Boolean).length === 20, { what: '20 member keys' });
+    await waitUntil(async () => (await redis.cli('KEYS', 'herald:presence:*')).split('\n').filter(Boolean).length === 20, { what: '20 member keys' });
     for (const name of names) client.echo.leave(name);
-    await waitUntil(async () => (await redis.cli('KEYS', 'presence-*:members')) === '', { what: 'no member keys' });
+    await waitUntil(async () => (await redis.cli('KEYS', 'herald:presence*')) === '', { what: 'no member keys' });
     client.close();
   } finally {
     await herald.stop();

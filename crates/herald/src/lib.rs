@@ -10,6 +10,7 @@ pub mod config;
 pub mod console;
 pub mod hub;
 pub mod metrics;
+pub mod node;
 pub mod peer;
 pub mod prefix;
 pub mod presence;

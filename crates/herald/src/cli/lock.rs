@@ -1,6 +1,10 @@
 //! The lock file `<config>.lock` holding `{"process": pid}`, as laravel-echo-server writes it,
 //! but robust: a lock naming this process, a dead process or an unrelated program is stale.
+//! Herald adds `"node"`, its node id, so the next start in the same place knows which node
+//! stopped (presence entries of a crashed node are removed at once, not after its heartbeat
+//! lapses).
 
+use crate::node::NodeId;
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
@@ -76,9 +80,19 @@ fn is_zombie(pid: i32) -> bool {
         .unwrap_or(false)
 }
 
-/// Writes `{"process": <this pid>}`, tab-indented like the original.
-pub(super) fn write_own_pid(path: &Path) -> std::io::Result<()> {
-    crate::config::write_file_object(path, &json!({"process": std::process::id()}))
+/// Writes `{"process": <this pid>, "node": <node id>}`, tab-indented like the original.
+pub(super) fn write_own(path: &Path, node: &NodeId) -> std::io::Result<()> {
+    crate::config::write_file_object(
+        path,
+        &json!({"process": std::process::id(), "node": node.as_str()}),
+    )
+}
+
+/// The node id a lock file names, if it names one.
+pub(super) fn read_node(path: &Path) -> Option<NodeId> {
+    let text = std::fs::read_to_string(path).ok()?;
+    let value: serde_json::Value = serde_json::from_str(&text).ok()?;
+    NodeId::parse(value.get("node")?.as_str()?)
 }
 
 /// Removes the lock if it still names this process.
@@ -113,14 +127,17 @@ mod tests {
     #[test]
     fn lock_round_trip() {
         let path = std::env::temp_dir().join(format!("herald-lock-{}.lock", std::process::id()));
-        write_own_pid(&path).expect("write");
+        let node = NodeId::random();
+        write_own(&path, &node).expect("write");
         let text = std::fs::read_to_string(&path).expect("read");
         assert!(text.contains("\t\"process\""), "{text}");
         assert_eq!(read_pid(&path), Ok(Some(std::process::id() as i32)));
+        assert_eq!(read_node(&path), Some(node));
         release(&path);
         assert!(!path.exists());
         std::fs::write(&path, "garbage").expect("write");
         assert!(read_pid(&path).is_err());
+        assert_eq!(read_node(&path), None);
         let _ = std::fs::remove_file(&path);
     }
 }

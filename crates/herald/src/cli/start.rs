@@ -3,6 +3,7 @@
 use super::{ConfigLocation, lock};
 use crate::config::{self, LoadError};
 use crate::console;
+use crate::node::NodeId;
 use clap::Args;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -60,7 +61,10 @@ pub(super) fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
             lock_path.display()
         )),
     }
-    let wrote_lock = match lock::write_own_pid(&lock_path) {
+    // The node that last held this lock has stopped (or was stopped above).
+    let stopped_node = lock::read_node(&lock_path);
+    let node = NodeId::random();
+    let wrote_lock = match lock::write_own(&lock_path, &node) {
         Ok(()) => true,
         Err(e) => {
             console::warning(&format!(
@@ -74,7 +78,7 @@ pub(super) fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let result = runtime.block_on(crate::server::run(loaded));
+    let result = runtime.block_on(crate::server::run(loaded, node, stopped_node));
     if wrote_lock {
         lock::release(&lock_path);
     }

@@ -15,11 +15,20 @@ pub struct MemberEntry {
     /// The socket this entry belongs to.
     #[serde(rename = "socketId")]
     pub socket_id: String,
+    /// The Herald process holding the socket (empty in lists written by laravel-echo-server or
+    /// an older Herald: such entries belong to no running node).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub node: String,
 }
 
 impl MemberEntry {
-    /// From the auth answer's `channel_data`; `None` without a usable `user_id`.
-    pub fn from_channel_data(channel_data: &Value, socket_id: &str) -> Option<MemberEntry> {
+    /// From the auth answer's `channel_data`, for a socket of `node`; `None` without a usable
+    /// `user_id`.
+    pub fn from_channel_data(
+        channel_data: &Value,
+        socket_id: &str,
+        node: &str,
+    ) -> Option<MemberEntry> {
         let user_id = channel_data.get("user_id")?;
         if !matches!(user_id, Value::String(_) | Value::Number(_)) {
             return None;
@@ -28,6 +37,7 @@ impl MemberEntry {
             user_id: user_id.clone(),
             user_info: channel_data.get("user_info").cloned(),
             socket_id: socket_id.to_owned(),
+            node: node.to_owned(),
         })
     }
 
@@ -88,11 +98,12 @@ mod tests {
         let m = MemberEntry::from_channel_data(
             &json!({"user_id": 1, "user_info": {"name": "A"}}),
             "s1",
+            "n1",
         )
         .expect("member");
         assert_eq!(
             serde_json::to_value(&m).expect("json"),
-            json!({"user_id": 1, "user_info": {"name": "A"}, "socketId": "s1"})
+            json!({"user_id": 1, "user_info": {"name": "A"}, "socketId": "s1", "node": "n1"})
         );
         assert_eq!(
             m.public(),
@@ -105,16 +116,16 @@ mod tests {
     fn user_ids_compare_loosely_and_must_exist() {
         assert!(same_user(&json!(1), &json!("1")));
         assert!(!same_user(&json!(1), &json!(2)));
-        assert!(MemberEntry::from_channel_data(&json!({"user_info": {}}), "s").is_none());
-        assert!(MemberEntry::from_channel_data(&json!({"user_id": null}), "s").is_none());
-        assert!(MemberEntry::from_channel_data(&json!(true), "s").is_none());
+        assert!(MemberEntry::from_channel_data(&json!({"user_info": {}}), "s", "n").is_none());
+        assert!(MemberEntry::from_channel_data(&json!({"user_id": null}), "s", "n").is_none());
+        assert!(MemberEntry::from_channel_data(&json!(true), "s", "n").is_none());
     }
 
     #[test]
     fn dedupe_keeps_first_per_user() {
-        let a1 = MemberEntry::from_channel_data(&json!({"user_id": 1}), "a1").expect("m");
-        let b = MemberEntry::from_channel_data(&json!({"user_id": 2}), "b").expect("m");
-        let a2 = MemberEntry::from_channel_data(&json!({"user_id": "1"}), "a2").expect("m");
+        let a1 = MemberEntry::from_channel_data(&json!({"user_id": 1}), "a1", "n").expect("m");
+        let b = MemberEntry::from_channel_data(&json!({"user_id": 2}), "b", "n").expect("m");
+        let a2 = MemberEntry::from_channel_data(&json!({"user_id": "1"}), "a2", "n").expect("m");
         let out = dedupe_by_user([a2.clone(), b.clone(), a1].iter());
         assert_eq!(out, vec![a2, b]);
     }

@@ -1,29 +1,33 @@
 //! Presence channels: who is in a channel, with joining/leaving decided per user (not per
-//! socket), over a small key-value store (memory, Redis or SQLite).
+//! socket), over a store (memory, Redis or SQLite) whose every change is atomic, so several
+//! Herald processes can share it.
+//!
+//! Each entry names the node (process) holding its socket. An entry is live if its node is this
+//! one and the socket is still subscribed in this Hub, or if its node is another that is still
+//! running (its heartbeat in the store). Everything else is a ghost, removed when met.
 //!
 //! Protocol-free: it returns what happened, and adapters tell their clients.
 
 mod member;
 mod memory;
+mod nodes;
 mod redis;
 mod sqlite;
 mod store;
 
 pub use member::{MemberEntry, decode_members, dedupe_by_user, same_user};
 pub use memory::MemoryStore;
+pub use nodes::{HEARTBEAT_EVERY, NODE_TTL, NodeDirectory, ThisNodeOnly};
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
-pub use store::{PresenceStore, StoreError};
+pub use store::{PresenceStore, Removed, StoreError};
 
 use crate::config::{Config, PresenceDriver};
 use crate::hub::{Hub, SocketId};
+use crate::node::NodeId;
 use serde_json::Value;
-use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+use std::collections::HashSet;
 use std::sync::Arc;
-use tokio::sync::Mutex;
-
-/// Channel locks; joins and leaves of one channel are serialised so no update is lost.
-const LOCKS: usize = 64;
 
 /// A socket joined: the channel's members (one per user, newest socket first) and whether
 /// this socket is its user's first in the channel (then the others hear `joining`).
@@ -57,44 +61,51 @@ pub enum JoinError {
     Store(#[from] StoreError),
 }
 
-/// Presence bookkeeping over a store; the Hub says which sockets are still alive.
+/// Presence bookkeeping over a store; the Hub says which of this node's sockets are alive,
+/// the node directory which other nodes are.
 pub struct Presence {
     store: Arc<dyn PresenceStore>,
+    nodes: Arc<dyn NodeDirectory>,
     hub: Arc<Hub>,
-    locks: Box<[Mutex<()>]>,
-    hasher: BuildHasherDefault<DefaultHasher>,
+    node: NodeId,
 }
 
 impl Presence {
-    /// Presence over `store`; liveness of stored sockets comes from `hub`.
-    pub fn new(store: Arc<dyn PresenceStore>, hub: Arc<Hub>) -> Presence {
+    /// Presence over `store`, for sockets of `node` subscribed in `hub`.
+    pub fn new(
+        store: Arc<dyn PresenceStore>,
+        nodes: Arc<dyn NodeDirectory>,
+        hub: Arc<Hub>,
+        node: NodeId,
+    ) -> Presence {
         Presence {
             store,
+            nodes,
             hub,
-            locks: (0..LOCKS).map(|_| Mutex::new(())).collect(),
-            hasher: BuildHasherDefault::default(),
+            node,
         }
     }
 
-    /// The store the config names (`database`).
-    pub fn store_for(config: &Config) -> anyhow::Result<Arc<dyn PresenceStore>> {
-        Ok(match config.database {
-            PresenceDriver::Memory => Arc::new(MemoryStore::default()),
+    /// Presence over the store the config names (`database`).
+    pub fn for_config(config: &Config, hub: Arc<Hub>, node: NodeId) -> anyhow::Result<Presence> {
+        let (store, nodes): (Arc<dyn PresenceStore>, Arc<dyn NodeDirectory>) = match config.database
+        {
+            PresenceDriver::Memory => (Arc::new(MemoryStore::default()), Arc::new(ThisNodeOnly)),
             PresenceDriver::Redis => {
-                Arc::new(RedisStore::new(&config.redis, config.publish_presence)?)
+                let store = Arc::new(RedisStore::new(&config.redis, config.publish_presence)?);
+                (store.clone(), store)
             }
-            PresenceDriver::Sqlite => Arc::new(SqliteStore::open(&config.sqlite_path)?),
-        })
+            PresenceDriver::Sqlite => (
+                Arc::new(SqliteStore::open(&config.sqlite_path)?),
+                Arc::new(ThisNodeOnly),
+            ),
+        };
+        Ok(Presence::new(store, nodes, hub, node))
     }
 
-    fn lock(&self, channel: &str) -> &Mutex<()> {
-        &self.locks[(self.hasher.hash_one(channel) as usize) % LOCKS]
-    }
-
-    /// Entries whose socket is still subscribed here; everything else is a ghost.
-    fn alive(&self, channel: &str, entry: &MemberEntry) -> bool {
-        self.hub
-            .is_subscribed(channel, &SocketId::new(&entry.socket_id))
+    /// This node's id.
+    pub fn node(&self) -> &NodeId {
+        &self.node
     }
 
     /// Adds `socket_id` with the app's `channel_data`. The socket must already be subscribed
@@ -105,19 +116,27 @@ impl Presence {
         socket_id: &SocketId,
         channel_data: &Value,
     ) -> Result<Joined, JoinError> {
-        let member = MemberEntry::from_channel_data(channel_data, socket_id.as_str())
-            .ok_or(JoinError::NoUserId)?;
-        let _guard = self.lock(channel).lock().await;
-        let mut entries = self.store.get(channel).await?;
-        entries.retain(|e| e.socket_id != member.socket_id && self.alive(channel, e));
-        let first_for_user = !entries
+        let member =
+            MemberEntry::from_channel_data(channel_data, socket_id.as_str(), self.node.as_str())
+                .ok_or(JoinError::NoUserId)?;
+        let entries = match self.store.add(channel, &member).await? {
+            Some(entries) => entries,
+            None => {
+                self.store.remove(channel, socket_id.as_str()).await?;
+                // Only this socket's connection adds its entry, and it waits for each join.
+                self.store
+                    .add(channel, &member)
+                    .await?
+                    .unwrap_or_else(|| vec![member.clone()])
+            }
+        };
+        let live = self.live(channel, entries).await;
+        let first_for_user = !live
             .iter()
-            .any(|e| same_user(&e.user_id, &member.user_id));
-        entries.push(member.clone());
-        self.store.set(channel, &entries).await?;
+            .any(|e| e.socket_id != member.socket_id && same_user(&e.user_id, &member.user_id));
         Ok(Joined {
             member,
-            members: dedupe_by_user(entries.iter().rev()),
+            members: dedupe_by_user(live.iter().rev()),
             first_for_user,
         })
     }
@@ -128,51 +147,282 @@ impl Presence {
         channel: &str,
         socket_id: &SocketId,
     ) -> Result<Option<Left>, StoreError> {
-        let _guard = self.lock(channel).lock().await;
-        let mut entries = self.store.get(channel).await?;
-        let Some(member) = entries
-            .iter()
-            .find(|e| e.socket_id == socket_id.as_str())
-            .cloned()
-        else {
+        let Some(removed) = self.store.remove(channel, socket_id.as_str()).await? else {
             return Ok(None);
         };
-        entries.retain(|e| e.socket_id != member.socket_id && self.alive(channel, e));
-        let last_for_user = !entries
-            .iter()
-            .any(|e| same_user(&e.user_id, &member.user_id));
-        self.store.set(channel, &entries).await?;
+        // The common case (one tab per user) needs no read; otherwise the other entries of
+        // the user may be ghosts.
+        let last_for_user = removed.others_of_user == 0 || {
+            let live = self.live(channel, self.store.list(channel).await?).await;
+            !live
+                .iter()
+                .any(|e| same_user(&e.user_id, &removed.entry.user_id))
+        };
         Ok(Some(Left {
-            member,
+            member: removed.entry,
             last_for_user,
         }))
     }
 
     /// Live members of `channel`, one per user.
     pub async fn members(&self, channel: &str) -> Result<Vec<MemberEntry>, StoreError> {
-        let entries = self.store.get(channel).await?;
-        let live: Vec<&MemberEntry> = entries.iter().filter(|e| self.alive(channel, e)).collect();
-        Ok(dedupe_by_user(live.into_iter().rev()))
+        let live = self.live(channel, self.store.list(channel).await?).await;
+        Ok(dedupe_by_user(live.iter().rev()))
     }
 
-    /// Empties every stored presence channel: at start no socket is connected, so anything
-    /// stored belongs to a Herald that stopped without cleaning up. Returns how many channels
-    /// held members.
+    /// Removes ghosts from every stored presence channel: entries of sockets no longer here
+    /// and of nodes no longer running (a crash, a `kill -9`). Returns how many channels held
+    /// ghosts.
     pub async fn remove_ghosts(&self) -> Result<usize, StoreError> {
         let mut cleaned = 0;
         for channel in self.store.channels().await? {
-            let _guard = self.lock(&channel).lock().await;
-            let entries = self.store.get(&channel).await?;
-            let live: Vec<MemberEntry> = entries
-                .iter()
-                .filter(|e| self.alive(&channel, e))
-                .cloned()
-                .collect();
-            if live.len() != entries.len() {
-                self.store.set(&channel, &live).await?;
+            let entries = self.store.list(&channel).await?;
+            let count = entries.len();
+            if self.live(&channel, entries).await.len() != count {
                 cleaned += 1;
             }
         }
         Ok(cleaned)
+    }
+
+    /// Says this node runs, for the next [`NODE_TTL`]; call every [`HEARTBEAT_EVERY`].
+    pub async fn heartbeat(&self) -> Result<(), StoreError> {
+        self.nodes.announce(self.node.as_str()).await
+    }
+
+    /// Says this node stopped, so others drop its entries at once rather than after the TTL.
+    pub async fn withdraw(&self) -> Result<(), StoreError> {
+        self.withdraw_node(&self.node).await
+    }
+
+    /// Says `node` stopped (one known to be gone, such as the previous run here).
+    pub async fn withdraw_node(&self, node: &NodeId) -> Result<(), StoreError> {
+        self.nodes.withdraw(node.as_str()).await
+    }
+
+    /// The live ones of `entries`; the ghosts among them are removed from the store (a failed
+    /// removal is only logged: the ghost is skipped now and removed when next met).
+    async fn live(&self, channel: &str, entries: Vec<MemberEntry>) -> Vec<MemberEntry> {
+        let others: HashSet<&str> = entries
+            .iter()
+            .map(|e| e.node.as_str())
+            .filter(|node| *node != self.node.as_str())
+            .collect();
+        let running = if others.is_empty() {
+            HashSet::new()
+        } else {
+            let others: Vec<&str> = others.into_iter().collect();
+            match self.nodes.running(&others).await {
+                Ok(running) => running,
+                Err(e) => {
+                    // Unknown is not dead: keep the others' entries rather than drop members.
+                    tracing::warn!(error = %e, "could not tell which Herald nodes run");
+                    others.iter().map(|node| (*node).to_owned()).collect()
+                }
+            }
+        };
+        let (live, ghosts): (Vec<MemberEntry>, Vec<MemberEntry>) =
+            entries.into_iter().partition(|e| {
+                if e.node == self.node.as_str() {
+                    self.hub
+                        .is_subscribed(channel, &SocketId::new(&e.socket_id))
+                } else {
+                    running.contains(&e.node)
+                }
+            });
+        for ghost in ghosts {
+            if let Err(e) = self.store.remove(channel, &ghost.socket_id).await {
+                tracing::warn!(error = %e, "could not remove a presence ghost");
+            }
+        }
+        live
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::{Delivery, Publication, Subscriber};
+    use futures_util::future::{BoxFuture, FutureExt};
+    use serde_json::json;
+    use std::sync::Mutex;
+
+    struct Socket(SocketId);
+
+    impl Subscriber for Socket {
+        fn socket_id(&self) -> &SocketId {
+            &self.0
+        }
+        fn deliver(&self, _: &Publication) -> Delivery {
+            Delivery::Queued
+        }
+    }
+
+    /// A directory where the nodes in `running` run.
+    #[derive(Default)]
+    struct Directory {
+        running: Mutex<HashSet<String>>,
+    }
+
+    impl NodeDirectory for Directory {
+        fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.running.lock().expect("lock").insert(node.to_owned());
+            async { Ok(()) }.boxed()
+        }
+        fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+            self.running.lock().expect("lock").remove(node);
+            async { Ok(()) }.boxed()
+        }
+        fn running<'a>(
+            &'a self,
+            nodes: &'a [&'a str],
+        ) -> BoxFuture<'a, Result<HashSet<String>, StoreError>> {
+            let running = self.running.lock().expect("lock").clone();
+            let found = nodes
+                .iter()
+                .filter(|n| running.contains(**n))
+                .map(|n| (*n).to_owned())
+                .collect();
+            async move { Ok(found) }.boxed()
+        }
+    }
+
+    /// Two nodes sharing one store and one directory, each with its own Hub.
+    fn two_nodes() -> (Presence, Presence, Arc<Directory>) {
+        let store: Arc<dyn PresenceStore> = Arc::new(MemoryStore::default());
+        let directory = Arc::new(Directory::default());
+        let node = || {
+            Presence::new(
+                store.clone(),
+                directory.clone(),
+                Arc::new(Hub::new()),
+                NodeId::random(),
+            )
+        };
+        (node(), node(), directory)
+    }
+
+    async fn join(presence: &Presence, socket: &str, user: u64) -> Joined {
+        let id = SocketId::new(socket);
+        presence
+            .hub
+            .subscribe("presence-room", Arc::new(Socket(id.clone())));
+        presence
+            .join("presence-room", &id, &json!({"user_id": user}))
+            .await
+            .expect("join")
+    }
+
+    fn users(members: &[MemberEntry]) -> Vec<Value> {
+        members.iter().map(|m| m.user_id.clone()).collect()
+    }
+
+    #[tokio::test]
+    async fn joining_and_leaving_are_per_user_across_nodes() {
+        let (a, b, _directory) = two_nodes();
+        a.heartbeat().await.expect("beat");
+        b.heartbeat().await.expect("beat");
+        assert!(join(&a, "a1", 1).await.first_for_user);
+        let second_tab = join(&b, "b1", 1).await;
+        assert!(
+            !second_tab.first_for_user,
+            "a second tab (on another node) adds no member"
+        );
+        assert_eq!(users(&second_tab.members), vec![json!(1)]);
+        let other = join(&b, "b2", 2).await;
+        assert!(other.first_for_user);
+        assert_eq!(users(&other.members), vec![json!(2), json!(1)]);
+
+        let left = a
+            .leave("presence-room", &SocketId::new("a1"))
+            .await
+            .expect("leave");
+        assert!(
+            !left.expect("had an entry").last_for_user,
+            "the user's other tab stays"
+        );
+        let left = b
+            .leave("presence-room", &SocketId::new("b1"))
+            .await
+            .expect("leave");
+        assert!(left.expect("had an entry").last_for_user);
+        assert_eq!(
+            a.leave("presence-room", &SocketId::new("a1"))
+                .await
+                .expect("leave"),
+            None,
+            "leaving twice announces nothing"
+        );
+        assert_eq!(
+            users(&a.members("presence-room").await.expect("members")),
+            vec![json!(2)]
+        );
+    }
+
+    #[tokio::test]
+    async fn entries_of_a_stopped_node_are_ghosts() {
+        let (a, b, directory) = two_nodes();
+        a.heartbeat().await.expect("beat");
+        b.heartbeat().await.expect("beat");
+        join(&a, "a1", 1).await;
+        join(&b, "b1", 2).await;
+        assert_eq!(a.members("presence-room").await.expect("members").len(), 2);
+        // b crashes: its heartbeat lapses (here: is withdrawn).
+        directory
+            .withdraw(b.node().as_str())
+            .await
+            .expect("withdraw");
+        assert_eq!(
+            users(&a.members("presence-room").await.expect("members")),
+            vec![json!(1)]
+        );
+        // The ghost was removed from the store, not only hidden.
+        assert_eq!(a.store.list("presence-room").await.expect("list").len(), 1);
+        // A user whose only entry was a ghost is new again when they come back.
+        assert!(join(&a, "a2", 2).await.first_for_user);
+    }
+
+    #[tokio::test]
+    async fn sockets_gone_from_this_node_are_ghosts_and_swept() {
+        let (a, _b, _directory) = two_nodes();
+        join(&a, "a1", 1).await;
+        join(&a, "a2", 1).await;
+        // a2 left the Hub without its presence leave (the store was down, say).
+        a.hub.unsubscribe("presence-room", &SocketId::new("a2"));
+        let left = a
+            .leave("presence-room", &SocketId::new("a1"))
+            .await
+            .expect("leave");
+        assert!(
+            left.expect("entry").last_for_user,
+            "a ghost tab keeps nobody present"
+        );
+        join(&a, "a3", 3).await;
+        a.hub.unsubscribe("presence-room", &SocketId::new("a3"));
+        assert_eq!(a.remove_ghosts().await.expect("sweep"), 1);
+        assert!(
+            a.store
+                .list("presence-room")
+                .await
+                .expect("list")
+                .is_empty()
+        );
+        assert!(a.store.channels().await.expect("channels").is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_resubscribe_replaces_the_entry() {
+        let (a, _b, _directory) = two_nodes();
+        join(&a, "a1", 1).await;
+        let again = a
+            .join(
+                "presence-room",
+                &SocketId::new("a1"),
+                &json!({"user_id": 5}),
+            )
+            .await
+            .expect("join");
+        assert_eq!(users(&again.members), vec![json!(5)]);
+        assert_eq!(a.store.list("presence-room").await.expect("list").len(), 1);
     }
 }

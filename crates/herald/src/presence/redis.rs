@@ -1,15 +1,27 @@
-//! Presence members in Redis, under laravel-echo-server's key `<keyPrefix><channel>:members`
-//! with its JSON array, so existing tooling and `publishPresence` consumers keep working.
+//! Presence members in Redis, in two hashes per channel edited by Lua scripts, so every join
+//! and leave is one atomic step however many Herald processes share the Redis (the original
+//! rewrote a whole JSON array per join, and two processes lost each other's updates):
+//!
+//! - `<keyPrefix>herald:presence:<channel>`: socket id → the entry's JSON
+//!   (laravel-echo-server's `{user_id, user_info, socketId}` plus `node` and `user`);
+//! - `<keyPrefix>herald:presence-users:<channel>`: user key → how many entries it has, so a
+//!   leave knows whether it was the user's last without reading the channel.
+//!
+//! `publishPresence` still publishes the whole list to `PresenceChannelUpdated` on each change.
 
-use super::{MemberEntry, PresenceStore, StoreError, decode_members};
+use super::nodes::{NODE_TTL, NodeDirectory};
+use super::{MemberEntry, PresenceStore, Removed, StoreError};
 use crate::config::RedisOptions;
 use crate::redis_client;
 use futures_util::future::{BoxFuture, FutureExt};
-use redis::AsyncCommands;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use serde_json::json;
+use redis::{AsyncCommands, Script};
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio::sync::OnceCell;
+
+/// Where entry hashes start, after the key prefix.
+const ENTRIES: &str = "herald:presence:";
 
 /// Longest a store command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -20,6 +32,8 @@ pub struct RedisStore {
     connection: OnceCell<ConnectionManager>,
     key_prefix: String,
     publish_updates: bool,
+    add_script: Script,
+    remove_script: Script,
 }
 
 impl RedisStore {
@@ -30,6 +44,8 @@ impl RedisStore {
             connection: OnceCell::new(),
             key_prefix: options.key_prefix.clone(),
             publish_updates,
+            add_script: Script::new(include_str!("redis_add.lua")),
+            remove_script: Script::new(include_str!("redis_remove.lua")),
         })
     }
 
@@ -47,8 +63,27 @@ impl RedisStore {
             .map_err(|e| StoreError(e.to_string()))
     }
 
-    fn key(&self, channel: &str) -> String {
-        format!("{}{channel}:members", self.key_prefix)
+    /// The channel's entry hash.
+    fn entries_key(&self, channel: &str) -> String {
+        format!("{}{ENTRIES}{channel}", self.key_prefix)
+    }
+
+    /// The channel's user-count hash.
+    fn users_key(&self, channel: &str) -> String {
+        format!("{}herald:presence-users:{channel}", self.key_prefix)
+    }
+
+    /// A node's heartbeat key.
+    fn node_key(&self, node: &str) -> String {
+        format!("{}herald:node:{node}", self.key_prefix)
+    }
+
+    /// The `PresenceChannelUpdated` channel field as JSON, or empty when updates are off.
+    fn update_channel(&self, channel: &str) -> String {
+        if !self.publish_updates {
+            return String::new();
+        }
+        serde_json::Value::String(format!("{channel}:members")).to_string()
     }
 }
 
@@ -63,9 +98,10 @@ const RETRIES_AFTER_BROKEN_CONNECTION: u32 = 3;
 
 impl RedisStore {
     /// Runs `command` on the shared connection, within `2 × COMMAND_TIMEOUT` in all, trying
-    /// again when the connection broke under it. Every command here is idempotent (GET, SET,
-    /// DEL, SCAN) except PUBLISH, which may then be delivered twice: presence updates are
-    /// full member lists, so a repeat is harmless.
+    /// again when the connection broke under it. A script that ran before its answer was lost
+    /// is harmless to repeat: a second add finds the entry (and `Presence` replaces it), a
+    /// second remove finds nothing; a `PresenceChannelUpdated` may then be published twice,
+    /// and it is a whole member list.
     async fn command<T, F, Fut>(&self, command: F) -> Result<T, StoreError>
     where
         F: Fn(ConnectionManager) -> Fut,
@@ -92,67 +128,77 @@ impl RedisStore {
 }
 
 impl PresenceStore for RedisStore {
-    fn get<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<MemberEntry>, StoreError>> {
+    fn add<'a>(
+        &'a self,
+        channel: &'a str,
+        entry: &'a MemberEntry,
+    ) -> BoxFuture<'a, Result<Option<Vec<MemberEntry>>, StoreError>> {
         async move {
-            let key = self.key(channel);
-            let stored: Option<String> = self
+            let keys = [self.entries_key(channel), self.users_key(channel)];
+            let user = entry.user_key();
+            let stored = stored_json(entry, &user)?;
+            let update = self.update_channel(channel);
+            let entries: Option<Vec<String>> = self
                 .command(|mut c| {
-                    let key = key.clone();
-                    async move { c.get(key).await }
+                    let mut invocation = self.add_script.prepare_invoke();
+                    invocation.key(&keys[0]).key(&keys[1]);
+                    invocation
+                        .arg(&entry.socket_id)
+                        .arg(&stored)
+                        .arg(&user)
+                        .arg(&update);
+                    async move { invocation.invoke_async(&mut c).await }
                 })
                 .await?;
-            Ok(decode_members(stored))
+            Ok(entries.map(|entries| decode_entries(&entries)))
         }
         .boxed()
     }
 
-    fn set<'a>(
+    fn remove<'a>(
         &'a self,
         channel: &'a str,
-        members: &'a [MemberEntry],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        socket_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Removed>, StoreError>> {
         async move {
-            let key = self.key(channel);
-            // An empty channel leaves no key behind: clients can make up channel names, and
-            // every key left would stay forever and be scanned at each start.
-            if members.is_empty() {
-                self.command(|mut c| {
+            let keys = [self.entries_key(channel), self.users_key(channel)];
+            let update = self.update_channel(channel);
+            let removed: Option<(String, u64)> = self
+                .command(|mut c| {
+                    let mut invocation = self.remove_script.prepare_invoke();
+                    invocation.key(&keys[0]).key(&keys[1]);
+                    invocation.arg(socket_id).arg(&update);
+                    async move { invocation.invoke_async(&mut c).await }
+                })
+                .await?;
+            Ok(removed.and_then(|(entry, others_of_user)| {
+                Some(Removed {
+                    entry: serde_json::from_str(&entry).ok()?,
+                    others_of_user,
+                })
+            }))
+        }
+        .boxed()
+    }
+
+    fn list<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<MemberEntry>, StoreError>> {
+        async move {
+            let key = self.entries_key(channel);
+            let entries: Vec<String> = self
+                .command(|mut c| {
                     let key = key.clone();
-                    async move { c.del::<_, ()>(key).await }
+                    async move { c.hvals(key).await }
                 })
                 .await?;
-            } else {
-                let text = serde_json::to_string(members).map_err(store_error)?;
-                self.command(|mut c| {
-                    let (key, text) = (key.clone(), text.clone());
-                    async move { c.set::<_, _, ()>(key, text).await }
-                })
-                .await?;
-            }
-            if self.publish_updates {
-                let update =
-                    json!({"event": {"channel": format!("{channel}:members"), "members": members}})
-                        .to_string();
-                self.command(|mut c| {
-                    let update = update.clone();
-                    async move {
-                        c.publish::<_, _, ()>("PresenceChannelUpdated", update)
-                            .await
-                    }
-                })
-                .await?;
-            }
-            Ok(())
+            Ok(decode_entries(&entries))
         }
         .boxed()
     }
 
     fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         async move {
-            let pattern = format!(
-                "{}presence-*:members",
-                redis_client::escape_glob(&self.key_prefix)
-            );
+            let prefix = format!("{}{ENTRIES}", self.key_prefix);
+            let pattern = format!("{}*", redis_client::escape_glob(&prefix));
             let mut channels = Vec::new();
             let mut cursor: u64 = 0;
             loop {
@@ -171,16 +217,89 @@ impl PresenceStore for RedisStore {
                         }
                     })
                     .await?;
-                channels.extend(keys.iter().filter_map(|key| {
-                    key.strip_prefix(self.key_prefix.as_str())?
-                        .strip_suffix(":members")
-                        .map(str::to_owned)
-                }));
+                channels.extend(
+                    keys.iter()
+                        .filter_map(|key| Some(key.strip_prefix(prefix.as_str())?.to_owned())),
+                );
                 if next == 0 {
                     return Ok(channels);
                 }
                 cursor = next;
             }
+        }
+        .boxed()
+    }
+}
+
+/// The entry as stored: its JSON plus `user`, the user key the remove script counts by.
+fn stored_json(entry: &MemberEntry, user: &str) -> Result<String, StoreError> {
+    let mut value = serde_json::to_value(entry).map_err(store_error)?;
+    if let Some(object) = value.as_object_mut() {
+        object.insert("user".to_owned(), serde_json::Value::from(user));
+    }
+    Ok(value.to_string())
+}
+
+/// Stored JSON → entries; an entry another program wrote badly is skipped, not an outage.
+fn decode_entries(stored: &[String]) -> Vec<MemberEntry> {
+    stored
+        .iter()
+        .filter_map(|text| serde_json::from_str(text).ok())
+        .collect()
+}
+
+/// Heartbeats as keys `<keyPrefix>herald:node:<id>` that expire after [`NODE_TTL`].
+impl NodeDirectory for RedisStore {
+    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let key = self.node_key(node);
+            let ttl = NODE_TTL.as_millis() as u64;
+            self.command(|mut c| {
+                let key = key.clone();
+                async move {
+                    c.set_options::<_, _, ()>(
+                        key,
+                        env!("CARGO_PKG_VERSION"),
+                        redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl)),
+                    )
+                    .await
+                }
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+        async move {
+            let key = self.node_key(node);
+            self.command(|mut c| {
+                let key = key.clone();
+                async move { c.del::<_, ()>(key).await }
+            })
+            .await
+        }
+        .boxed()
+    }
+
+    fn running<'a>(
+        &'a self,
+        nodes: &'a [&'a str],
+    ) -> BoxFuture<'a, Result<HashSet<String>, StoreError>> {
+        async move {
+            let keys: Vec<String> = nodes.iter().map(|node| self.node_key(node)).collect();
+            let beats: Vec<Option<String>> = self
+                .command(|mut c| {
+                    let keys = keys.clone();
+                    async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await }
+                })
+                .await?;
+            Ok(nodes
+                .iter()
+                .zip(beats)
+                .filter(|(_, beat)| beat.is_some())
+                .map(|(node, _)| (*node).to_owned())
+                .collect())
         }
         .boxed()
     }

@@ -1,8 +1,10 @@
-//! Presence members in SQLite, in laravel-echo-server's `key_value` table.
+//! Presence members in SQLite, in laravel-echo-server's `key_value` table (one JSON list per
+//! channel, edited in a transaction).
 
-use super::{MemberEntry, PresenceStore, StoreError, decode_members};
+use super::memory::{add_to_list, remove_from_list};
+use super::{MemberEntry, PresenceStore, Removed, StoreError, decode_members};
 use futures_util::future::{BoxFuture, FutureExt};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -23,6 +25,8 @@ impl SqliteStore {
                 path.display()
             )
         })?;
+        // Another process holding the file waits its turn rather than failing the join.
+        connection.busy_timeout(std::time::Duration::from_secs(2))?;
         connection.execute_batch(
             "CREATE TABLE IF NOT EXISTS key_value (key VARCHAR(255), value TEXT);
              CREATE UNIQUE INDEX IF NOT EXISTS key_index ON key_value (key);",
@@ -52,44 +56,31 @@ impl SqliteStore {
 }
 
 impl PresenceStore for SqliteStore {
-    fn get<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<MemberEntry>, StoreError>> {
-        let key = format!("{channel}:members");
-        let read = self.with_connection(move |c| {
-            c.query_row(
-                "SELECT value FROM key_value WHERE key = ?1",
-                params![key],
-                |row| row.get::<_, String>(0),
-            )
-            .optional()
-        });
-        async move { Ok(decode_members(read.await?)) }.boxed()
-    }
-
-    fn set<'a>(
+    fn add<'a>(
         &'a self,
         channel: &'a str,
-        members: &'a [MemberEntry],
-    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        entry: &'a MemberEntry,
+    ) -> BoxFuture<'a, Result<Option<Vec<MemberEntry>>, StoreError>> {
         let key = format!("{channel}:members");
-        let value = serde_json::to_string(members);
-        async move {
-            let value = value.map_err(|e| StoreError(e.to_string()))?;
-            let empty = members.is_empty();
-            self.with_connection(move |c| {
-                // An empty channel leaves no row behind (see the Redis store).
-                if empty {
-                    c.execute("DELETE FROM key_value WHERE key = ?1", params![key])
-                } else {
-                    c.execute(
-                        "INSERT OR REPLACE INTO key_value (key, value) VALUES (?1, ?2)",
-                        params![key, value],
-                    )
-                }
-                .map(|_| ())
-            })
-            .await
-        }
-        .boxed()
+        let entry = entry.clone();
+        self.with_connection(move |c| update(c, &key, |entries| add_to_list(entries, &entry)))
+    }
+
+    fn remove<'a>(
+        &'a self,
+        channel: &'a str,
+        socket_id: &'a str,
+    ) -> BoxFuture<'a, Result<Option<Removed>, StoreError>> {
+        let key = format!("{channel}:members");
+        let socket_id = socket_id.to_owned();
+        self.with_connection(move |c| {
+            update(c, &key, |entries| remove_from_list(entries, &socket_id))
+        })
+    }
+
+    fn list<'a>(&'a self, channel: &'a str) -> BoxFuture<'a, Result<Vec<MemberEntry>, StoreError>> {
+        let key = format!("{channel}:members");
+        self.with_connection(move |c| read(c, &key))
     }
 
     fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
@@ -101,4 +92,43 @@ impl PresenceStore for SqliteStore {
                 .collect()
         })
     }
+}
+
+fn read(c: &Connection, key: &str) -> rusqlite::Result<Vec<MemberEntry>> {
+    let stored = c
+        .query_row(
+            "SELECT value FROM key_value WHERE key = ?1",
+            params![key],
+            |row| row.get::<_, String>(0),
+        )
+        .optional()?;
+    Ok(decode_members(stored))
+}
+
+/// Reads the list under `key`, lets `change` edit it, and writes it back, in one transaction
+/// (the file may be shared). An emptied list leaves no row behind (see the Redis store).
+fn update<T>(
+    c: &Connection,
+    key: &str,
+    change: impl FnOnce(&mut Vec<MemberEntry>) -> Option<T>,
+) -> rusqlite::Result<Option<T>> {
+    // IMMEDIATE: take the write lock before reading, so two processes never both read the
+    // old list.
+    let transaction = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+    let mut entries = read(&transaction, key)?;
+    let Some(outcome) = change(&mut entries) else {
+        return Ok(None);
+    };
+    if entries.is_empty() {
+        transaction.execute("DELETE FROM key_value WHERE key = ?1", params![key])?;
+    } else {
+        let value = serde_json::to_string(&entries)
+            .map_err(|e| rusqlite::Error::ToSqlConversionFailure(Box::new(e)))?;
+        transaction.execute(
+            "INSERT OR REPLACE INTO key_value (key, value) VALUES (?1, ?2)",
+            params![key, value],
+        )?;
+    }
+    transaction.commit()?;
+    Ok(Some(outcome))
 }

@@ -12,7 +12,8 @@ use crate::auth::HttpAuthorizer;
 use crate::config::{Config, ConfigSource, ListenProtocol, LoadedConfig};
 use crate::console;
 use crate::hub::Hub;
-use crate::presence::Presence;
+use crate::node::NodeId;
+use crate::presence::{HEARTBEAT_EVERY, Presence};
 use crate::protocol::socketio::{self, SessionGuard, SocketIoContext, SocketIoHttpLayer};
 use crate::sources::redis::RedisSource;
 use anyhow::{Context, bail};
@@ -71,8 +72,13 @@ fn app(
     Ok((router, io))
 }
 
-/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully.
-pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
+/// Runs the server as `node` until SIGTERM or SIGINT, then shuts down gracefully.
+/// `stopped_node` is the node that last ran here, known to have stopped.
+pub async fn run(
+    loaded: LoadedConfig,
+    node: NodeId,
+    stopped_node: Option<NodeId>,
+) -> anyhow::Result<()> {
     let config = &loaded.config;
     banner::print(&loaded);
     raise_open_file_limit();
@@ -82,21 +88,8 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
         ListenProtocol::Http => None,
     };
     let hub = Arc::new(Hub::new());
-    let presence = Arc::new(Presence::new(Presence::store_for(config)?, hub.clone()));
-    // In the background: it only drops entries of sockets not connected here, so it is safe
-    // beside new joins, and a slow or absent store must not delay start-up.
-    let cleaner = presence.clone();
-    tokio::spawn(async move {
-        match cleaner.remove_ghosts().await {
-            Ok(0) => {}
-            Ok(n) => console::info(&format!(
-                "Removed presence members left by a previous run from {n} channel(s)."
-            )),
-            Err(e) => console::warning(&format!(
-                "Could not clean presence members left by a previous run ({e}); they are ignored, and dropped as their channels are used."
-            )),
-        }
-    });
+    let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
+    let presence_upkeep = tokio::spawn(keep_presence(presence.clone(), stopped_node));
     let ctx = Arc::new(SocketIoContext {
         hub: hub.clone(),
         authorizer: HttpAuthorizer::new(config)?,
@@ -201,6 +194,7 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
     //    run disconnect handlers when the whole server closes, so drop every subscription
     //    here; then every stored member of this node is a ghost.
     hub.unsubscribe_all();
+    presence_upkeep.abort();
     match tokio::time::timeout_at(deadline, presence.remove_ghosts()).await {
         Ok(Ok(_)) => {}
         Ok(Err(e)) => console::warning(&format!("Could not remove presence members: {e}")),
@@ -208,11 +202,58 @@ pub async fn run(loaded: LoadedConfig) -> anyhow::Result<()> {
             console::warning("Shutdown timeout reached before presence members were removed.")
         }
     }
+    if let Ok(Err(e)) = tokio::time::timeout_at(deadline, presence.withdraw()).await {
+        console::warning(&format!("Could not withdraw this node's heartbeat: {e}"));
+    }
     if let Some(task) = redis_task {
         task.abort();
     }
     console::info("The Herald server has been stopped.");
     Ok(())
+}
+
+/// How often every stored presence channel is swept for entries of nodes that stopped without
+/// cleaning up (a crash): between sweeps they are dropped whenever their channel is used.
+const PRESENCE_SWEEP_EVERY: Duration = Duration::from_secs(300);
+
+/// Presence upkeep, until aborted: this node's heartbeat, and sweeps for ghosts at start and
+/// every [`PRESENCE_SWEEP_EVERY`], after withdrawing the node that ran here before. In the background: it only drops entries of sockets not
+/// connected here and of nodes not running, so it is safe beside joins, and a slow or absent
+/// store must not delay start-up.
+async fn keep_presence(presence: Arc<Presence>, stopped_node: Option<NodeId>) {
+    if let Some(stopped) = stopped_node {
+        // Its heartbeat may not have lapsed yet: withdraw it, so the first sweep drops its
+        // entries.
+        if let Err(e) = presence.withdraw_node(&stopped).await {
+            tracing::warn!(error = %e, "could not withdraw the previous run's heartbeat");
+        }
+    }
+    let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut sweep = tokio::time::interval(PRESENCE_SWEEP_EVERY);
+    let mut first_sweep = true;
+    loop {
+        tokio::select! {
+            _ = heartbeat.tick() => {
+                if let Err(e) = presence.heartbeat().await {
+                    tracing::warn!(error = %e, "could not renew this node's presence heartbeat");
+                }
+            }
+            _ = sweep.tick() => {
+                match presence.remove_ghosts().await {
+                    Ok(0) => {}
+                    Ok(n) if first_sweep => console::info(&format!(
+                        "Removed presence members left by a previous run from {n} channel(s)."
+                    )),
+                    Ok(n) => tracing::info!(channels = n, "removed presence members of stopped nodes"),
+                    Err(e) if first_sweep => console::warning(&format!(
+                        "Could not clean presence members left by a previous run ({e}); they are ignored, and dropped as their channels are used."
+                    )),
+                    Err(e) => tracing::warn!(error = %e, "could not sweep presence channels"),
+                }
+                first_sweep = false;
+            }
+        }
+    }
 }
 
 /// Raises the soft open-file limit to the hard one: every client holds a file descriptor, and
