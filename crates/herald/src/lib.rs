@@ -7,6 +7,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod config;
+pub mod connection;
 pub mod console;
 pub mod hub;
 pub mod metrics;

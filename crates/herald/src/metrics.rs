@@ -214,6 +214,9 @@ pub const SOCKETIO: ProtocolLabel = ProtocolLabel {
     protocol: "socketio",
 };
 
+/// Label value for Pusher protocol connections.
+pub const PUSHER: ProtocolLabel = ProtocolLabel { protocol: "pusher" };
+
 #[cfg(test)]
 mod tests {
     use super::*;

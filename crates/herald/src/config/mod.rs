@@ -95,6 +95,9 @@ pub struct Limits {
     /// Authorization requests waiting for a slot; beyond, refused with 429
     /// (`limits.maxAuthRequestsQueued`).
     pub max_auth_requests_queued: usize,
+    /// Bytes queued for one connection of Herald's own core before it is disconnected as too
+    /// slow (`limits.maxQueueBytes`).
+    pub max_queue_bytes: usize,
 }
 
 /// Herald's channel authorization options.
@@ -122,14 +125,18 @@ pub struct WhisperOptions {
 pub struct ApiClient {
     /// The `{appId}` in `/apps/{appId}/…`.
     pub app_id: String,
-    /// The secret passed as `auth_key` or `Authorization: Bearer`.
+    /// The secret passed as `auth_key` or `Authorization: Bearer`; with a `secret`, the Pusher
+    /// app key that browsers connect to `/app/{key}` with.
     pub key: String,
+    /// The Pusher app secret: signs channel authorizations and HTTP API requests. Apps without
+    /// one serve only laravel-echo-server's protocol and API.
+    pub secret: Option<String>,
 }
 
 /// The presence store named by `database`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceDriver {
-    /// Members in Redis under `<keyPrefix><channel>:members`.
+    /// Members in Redis hashes `<keyPrefix>herald:presence:<channel>`.
     Redis,
     /// Members in a SQLite file.
     Sqlite,
@@ -340,6 +347,7 @@ impl Config {
                 4_096,
                 "a number of requests",
             ) as usize,
+            max_queue_bytes: r.u64("limits.maxQueueBytes", 1_048_576, "a number of bytes") as usize,
         };
         let errors = r.into_errors();
         if !errors.is_empty() {
@@ -461,10 +469,23 @@ fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
     for (i, item) in items.iter().enumerate() {
         let app_id = item.get("appId").and_then(Value::as_str);
         let key = item.get("key").and_then(Value::as_str);
+        let secret = match item.get("secret") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(secret)) if !secret.is_empty() => Some(secret.clone()),
+            Some(other) => {
+                r.fail(
+                    &format!("clients[{i}].secret"),
+                    other,
+                    "a non-empty string (the Pusher app secret)",
+                );
+                None
+            }
+        };
         match (app_id, key) {
             (Some(app_id), Some(key)) => clients.push(ApiClient {
                 app_id: app_id.to_owned(),
                 key: key.to_owned(),
+                secret,
             }),
             _ => r.fail(
                 &format!("clients[{i}]"),

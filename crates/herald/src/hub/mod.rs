@@ -14,6 +14,7 @@ pub use channel_name::{
 pub use publication::{Publication, PublicationKind, SocketId};
 pub use registry::{ChannelInfo, Hub};
 
+use bytes::Bytes;
 use std::sync::Arc;
 
 /// What happened to one delivery.
@@ -36,14 +37,42 @@ pub enum Delivery {
 pub trait Subscriber: Send + Sync + 'static {
     /// The id clients and Laravel know this connection by (`X-Socket-ID`).
     fn socket_id(&self) -> &SocketId;
-    /// Queues `publication` for this connection.
-    fn deliver(&self, publication: &Publication) -> Delivery;
+    /// Queues `publication` for this connection. `frames` holds what other connections of the
+    /// same publish already encoded: a protocol encodes a publication once, not per recipient.
+    fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery;
     /// The protocol-wide fan-out this connection is reached through, if its protocol encodes
     /// each publication once for all its connections instead of once per connection. The Hub
     /// then calls [`Fanout::fan_out`] once per publication for all such subscribers of a
     /// channel, and never calls `deliver` on them.
     fn fanout(&self) -> Option<&Arc<dyn Fanout>> {
         None
+    }
+}
+
+/// A wire format's name, e.g. `"pusher"`: the key of its frame in [`Frames`].
+pub type WireFormat = &'static str;
+
+/// The frames one publish has encoded so far, at most one per wire format. The Hub makes one
+/// per publish and never looks inside: the bytes are each protocol's own business.
+#[derive(Default)]
+pub struct Frames {
+    encoded: Vec<(WireFormat, Option<Bytes>)>,
+}
+
+impl Frames {
+    /// The frame of `format`, encoded by `encode` the first time it is asked for (`None` when
+    /// the format cannot carry the publication).
+    pub fn get_or_encode(
+        &mut self,
+        format: WireFormat,
+        encode: impl FnOnce() -> Option<Bytes>,
+    ) -> Option<Bytes> {
+        if let Some((_, frame)) = self.encoded.iter().find(|(f, _)| *f == format) {
+            return frame.clone();
+        }
+        let frame = encode();
+        self.encoded.push((format, frame.clone()));
+        frame
     }
 }
 

@@ -1,7 +1,7 @@
 //! The sharded channel registry and the fan-out loop.
 
 use super::admission::Admission;
-use super::{Delivery, Fanout, Publication, SocketId, Subscriber};
+use super::{Delivery, Fanout, Frames, Publication, SocketId, Subscriber};
 use crate::metrics::metrics;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
@@ -156,6 +156,7 @@ impl Hub {
         let mut queued = 0;
         // Protocols that encode once per publication: (fan-out, members to reach).
         let mut groups: Vec<(&Arc<dyn Fanout>, usize)> = Vec::new();
+        let mut frames = Frames::default();
         for (id, subscriber) in subscribers {
             if publication.except.as_ref() == Some(id) {
                 continue;
@@ -166,7 +167,7 @@ impl Hub {
                     None => groups.push((fanout, 1)),
                 },
                 None => {
-                    if subscriber.deliver(publication) == Delivery::Queued {
+                    if subscriber.deliver(publication, &mut frames) == Delivery::Queued {
                         queued += 1;
                     }
                 }
@@ -246,7 +247,7 @@ mod tests {
         fn socket_id(&self) -> &SocketId {
             &self.id
         }
-        fn deliver(&self, publication: &Publication) -> Delivery {
+        fn deliver(&self, publication: &Publication, _: &mut Frames) -> Delivery {
             self.received
                 .lock()
                 .expect("lock")
@@ -348,7 +349,7 @@ mod tests {
         fn socket_id(&self) -> &SocketId {
             &self.id
         }
-        fn deliver(&self, _: &Publication) -> Delivery {
+        fn deliver(&self, _: &Publication, _: &mut Frames) -> Delivery {
             panic!("a fan-out group member is never delivered to one by one")
         }
         fn fanout(&self) -> Option<&Arc<dyn Fanout>> {

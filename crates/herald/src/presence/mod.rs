@@ -242,7 +242,7 @@ impl Presence {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::{Delivery, Publication, Subscriber};
+    use crate::hub::{Delivery, Frames, Publication, Subscriber};
     use futures_util::future::{BoxFuture, FutureExt};
     use serde_json::json;
     use std::sync::Mutex;
@@ -253,7 +253,7 @@ mod tests {
         fn socket_id(&self) -> &SocketId {
             &self.0
         }
-        fn deliver(&self, _: &Publication) -> Delivery {
+        fn deliver(&self, _: &Publication, _: &mut Frames) -> Delivery {
             Delivery::Queued
         }
     }

@@ -14,6 +14,7 @@ use crate::console;
 use crate::hub::Hub;
 use crate::node::NodeId;
 use crate::presence::{HEARTBEAT_EVERY, Presence};
+use crate::protocol::pusher::{PusherApps, PusherContext};
 use crate::protocol::socketio::{self, SessionGuard, SocketIoContext, SocketIoHttpLayer};
 use crate::sources::redis::RedisSource;
 use anyhow::{Context, bail};
@@ -38,11 +39,13 @@ const REDIS_FIRST_ATTEMPT_WAIT: Duration = Duration::from_secs(6);
 fn app(
     config: &Config,
     ctx: Arc<SocketIoContext>,
+    pusher: Arc<PusherContext>,
     search_dirs: Vec<PathBuf>,
     probes: Option<Router>,
 ) -> anyhow::Result<(Router, socketioxide::SocketIo)> {
     let hub = ctx.hub.clone();
-    let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone());
+    let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone())
+        .merge(crate::protocol::pusher::router(pusher));
     if let Some(probes) = probes {
         api = api.merge(probes);
     }
@@ -125,7 +128,17 @@ pub async fn run(
         }
     };
     let search_dirs = search_dirs(&loaded.source);
-    let (app, io) = app(config, ctx, search_dirs, main_probes)?;
+    let (stop_pusher, shutdown) = tokio::sync::watch::channel(false);
+    let pusher = Arc::new(PusherContext {
+        hub: hub.clone(),
+        presence: presence.clone(),
+        apps: PusherApps::from_clients(&config.clients),
+        limits: config.limits,
+        client_events: config.whispers,
+        shutdown,
+        open: Default::default(),
+    });
+    let (app, io) = app(config, ctx, pusher.clone(), search_dirs, main_probes)?;
 
     let listener = bind(config).await?.into_std()?;
     let shown_host = config
@@ -188,8 +201,15 @@ pub async fn run(
     // 1. Stop accepting; in-flight HTTP requests (publishes) finish.
     handle.graceful_shutdown(Some(config.shutdown_timeout));
     // 2. Close every Socket.IO connection properly, so clients reconnect elsewhere promptly.
+    //    Pusher connections close with 4200 (reconnect at once).
+    let _ = stop_pusher.send(true);
     let _ = tokio::time::timeout_at(deadline, io.close()).await;
     let _ = tokio::time::timeout_at(deadline, &mut server).await;
+    while pusher.open.load(std::sync::atomic::Ordering::Relaxed) > 0
+        && tokio::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     // 3. Presence: nothing of this node may linger in a shared store. socketioxide does not
     //    run disconnect handlers when the whole server closes, so drop every subscription
     //    here; then every stored member of this node is a ghost.

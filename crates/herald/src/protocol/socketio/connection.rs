@@ -4,7 +4,6 @@
 use super::SocketIoContext;
 use super::events::{ChannelRequest, WhisperRequest, parse_channel_request, parse_whisper};
 use super::in_order::InOrder;
-use super::rate::RateLimiter;
 use super::subscriber::SocketIoSubscriber;
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
@@ -13,6 +12,7 @@ use crate::hub::{
 };
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::JoinError;
+use crate::protocol::rate::RateLimiter;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;

@@ -5,7 +5,6 @@ mod connection;
 mod events;
 mod http_layer;
 mod in_order;
-mod rate;
 mod session;
 mod subscriber;
 

@@ -6,7 +6,7 @@
 //! fan-out (docs/performance.md).
 
 use super::events::is_reserved_event_name;
-use crate::hub::{Delivery, Fanout, Publication, PublicationKind, SocketId, Subscriber};
+use crate::hub::{Delivery, Fanout, Frames, Publication, PublicationKind, SocketId, Subscriber};
 use futures_util::FutureExt;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
@@ -47,7 +47,7 @@ impl Subscriber for SocketIoSubscriber {
     }
 
     /// One connection alone: only used if a Hub ever bypasses [`Subscriber::fanout`].
-    fn deliver(&self, publication: &Publication) -> Delivery {
+    fn deliver(&self, publication: &Publication, _: &mut Frames) -> Delivery {
         let Some(event) = event_name(publication) else {
             return Delivery::Skipped;
         };

@@ -4,7 +4,7 @@ use std::time::Instant;
 
 /// Limits how often one connection may do something.
 #[derive(Debug)]
-pub(super) struct RateLimiter {
+pub(crate) struct RateLimiter {
     rate: f64,
     tokens: f64,
     last: Instant,
@@ -12,7 +12,7 @@ pub(super) struct RateLimiter {
 
 impl RateLimiter {
     /// `rate` per second; 0 forbids everything.
-    pub(super) fn per_second(rate: u32) -> RateLimiter {
+    pub(crate) fn per_second(rate: u32) -> RateLimiter {
         RateLimiter {
             rate: f64::from(rate),
             tokens: f64::from(rate),
@@ -21,7 +21,7 @@ impl RateLimiter {
     }
 
     /// Takes one token if there is one.
-    pub(super) fn try_acquire(&mut self) -> bool {
+    pub(crate) fn try_acquire(&mut self) -> bool {
         self.try_acquire_at(Instant::now())
     }
 

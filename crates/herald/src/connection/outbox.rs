@@ -1,0 +1,173 @@
+//! A connection's outgoing queue: frames shared with every other recipient (`Bytes`), bounded
+//! in frames and in bytes. The publisher pushes without waiting; the connection's own task
+//! drains it. Over either bound the connection is marked too slow, and its task closes it: the
+//! client that does not read is found by its own queue, with no traffic to anyone else.
+
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use tokio::sync::Notify;
+
+/// Frames one connection may have waiting.
+pub const MAX_QUEUED_FRAMES: usize = 1_024;
+
+/// Why a push was not queued.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    /// The connection is closing or closed.
+    Closed,
+    /// The queue was over a bound: the connection is now closing as too slow.
+    Overflow,
+}
+
+/// What the connection's task gets next.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Next {
+    /// A frame to write.
+    Frame(Bytes),
+    /// Nothing more will be queued: the queue overflowed.
+    TooSlow,
+}
+
+#[derive(Default)]
+struct Queue {
+    frames: VecDeque<Bytes>,
+    bytes: usize,
+    overflowed: bool,
+    closed: bool,
+}
+
+/// One connection's queue.
+pub struct Outbox {
+    queue: Mutex<Queue>,
+    ready: Notify,
+    max_bytes: usize,
+}
+
+impl Outbox {
+    /// An empty queue (no allocation until the first frame) holding at most `max_bytes`.
+    pub fn new(max_bytes: usize) -> Outbox {
+        Outbox {
+            queue: Mutex::default(),
+            ready: Notify::new(),
+            max_bytes,
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Queues `frame`, never waiting.
+    pub fn push(&self, frame: Bytes) -> Result<(), Refused> {
+        let mut queue = self.lock();
+        if queue.closed || queue.overflowed {
+            return Err(Refused::Closed);
+        }
+        if queue.frames.len() >= MAX_QUEUED_FRAMES || queue.bytes + frame.len() > self.max_bytes {
+            queue.overflowed = true;
+            queue.frames = VecDeque::new();
+            queue.bytes = 0;
+            drop(queue);
+            self.ready.notify_one();
+            return Err(Refused::Overflow);
+        }
+        queue.bytes += frame.len();
+        queue.frames.push_back(frame);
+        drop(queue);
+        self.ready.notify_one();
+        Ok(())
+    }
+
+    /// Refuses every later push (the connection ends).
+    pub fn close(&self) {
+        let mut queue = self.lock();
+        queue.closed = true;
+        queue.frames = VecDeque::new();
+        queue.bytes = 0;
+    }
+
+    /// The next frame, waiting for one.
+    pub async fn next(&self) -> Next {
+        loop {
+            // Registered before looking, so a push between the look and the wait wakes us.
+            let notified = self.ready.notified();
+            if let Some(next) = self.try_next() {
+                return next;
+            }
+            notified.await;
+        }
+    }
+
+    fn try_next(&self) -> Option<Next> {
+        let mut queue = self.lock();
+        if queue.overflowed {
+            return Some(Next::TooSlow);
+        }
+        let frame = queue.frames.pop_front()?;
+        queue.bytes -= frame.len();
+        // A burst leaves a large ring behind: give it back once drained, so an idle
+        // connection holds no buffer.
+        if queue.frames.is_empty() && queue.frames.capacity() > 16 {
+            queue.frames = VecDeque::new();
+        }
+        Some(Next::Frame(frame))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_come_out_in_order() {
+        let outbox = Outbox::new(1024);
+        outbox.push(Bytes::from_static(b"a")).expect("queued");
+        outbox.push(Bytes::from_static(b"b")).expect("queued");
+        assert_eq!(outbox.next().await, Next::Frame(Bytes::from_static(b"a")));
+        assert_eq!(outbox.next().await, Next::Frame(Bytes::from_static(b"b")));
+    }
+
+    #[tokio::test]
+    async fn over_the_byte_bound_the_connection_is_too_slow() {
+        let outbox = Outbox::new(10);
+        outbox.push(Bytes::from_static(b"12345")).expect("queued");
+        outbox.push(Bytes::from_static(b"12345")).expect("queued");
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"1")),
+            Err(Refused::Overflow)
+        );
+        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(Refused::Closed));
+        assert_eq!(outbox.next().await, Next::TooSlow);
+    }
+
+    #[tokio::test]
+    async fn over_the_frame_bound_the_connection_is_too_slow() {
+        let outbox = Outbox::new(usize::MAX);
+        for _ in 0..MAX_QUEUED_FRAMES {
+            outbox.push(Bytes::from_static(b"x")).expect("queued");
+        }
+        assert_eq!(
+            outbox.push(Bytes::from_static(b"x")),
+            Err(Refused::Overflow)
+        );
+        assert_eq!(outbox.next().await, Next::TooSlow);
+    }
+
+    #[tokio::test]
+    async fn a_waiting_reader_wakes_on_push_and_closed_queues_refuse() {
+        let outbox = std::sync::Arc::new(Outbox::new(100));
+        let reader = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.next().await }
+        });
+        tokio::task::yield_now().await;
+        outbox.push(Bytes::from_static(b"late")).expect("queued");
+        assert_eq!(
+            reader.await.expect("task"),
+            Next::Frame(Bytes::from_static(b"late"))
+        );
+        outbox.close();
+        assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Refused::Closed));
+    }
+}

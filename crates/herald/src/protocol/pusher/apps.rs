@@ -1,0 +1,52 @@
+//! Pusher apps: the `clients` entries with a `secret`, found by the key browsers connect with.
+
+use crate::config::ApiClient;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// One Pusher app.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PusherApp {
+    /// `appId`: the `{app_id}` of the HTTP API.
+    pub id: String,
+    /// The public key of `/app/{key}`.
+    pub key: String,
+    /// Signs subscriptions and API requests.
+    pub secret: String,
+}
+
+/// The Pusher apps by key.
+#[derive(Debug, Default, Clone)]
+pub struct PusherApps {
+    by_key: HashMap<String, Arc<PusherApp>>,
+}
+
+impl PusherApps {
+    /// The apps among `clients` (those with a secret).
+    pub fn from_clients(clients: &[ApiClient]) -> PusherApps {
+        let by_key = clients
+            .iter()
+            .filter_map(|client| {
+                let secret = client.secret.clone()?;
+                let app = PusherApp {
+                    id: client.app_id.clone(),
+                    key: client.key.clone(),
+                    secret,
+                };
+                Some((app.key.clone(), Arc::new(app)))
+            })
+            .collect();
+        PusherApps { by_key }
+    }
+
+    /// The app whose key is `key`. Keys are public (they ship to browsers), so a plain lookup
+    /// is fine here; secrets are compared in constant time where they are checked.
+    pub fn by_key(&self, key: &str) -> Option<&Arc<PusherApp>> {
+        self.by_key.get(key)
+    }
+
+    /// Whether any app speaks the Pusher protocol.
+    pub fn is_empty(&self) -> bool {
+        self.by_key.is_empty()
+    }
+}

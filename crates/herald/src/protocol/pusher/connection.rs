@@ -1,0 +1,453 @@
+//! One Pusher connection's life, in one task: say who it is, read frames, write what is
+//! queued, ping when silent, and leave every channel when it ends.
+
+use super::codes::{self, Code};
+use super::frames::{self, ClientFrame, SubscribeData};
+use super::signature::{auth_is_valid, subscription_text};
+use super::socket_id::new_socket_id;
+use super::subscriber::PusherSubscriber;
+use super::{ACTIVITY_TIMEOUT, PONG_TIMEOUT, PusherApp, PusherContext};
+use crate::connection::{Next, Outbox, WebSocket};
+use crate::console;
+use crate::hub::{ChannelKind, Publication, PublicationKind, SocketId, validate_channel_name};
+use crate::metrics::{PUSHER, metrics};
+use crate::presence::JoinError;
+use crate::protocol::rate::RateLimiter;
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Map, Value, json};
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
+use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+/// Longest a single frame may take to write: a client whose TCP window stays shut this long is
+/// not reading, and is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Serves one upgraded connection to its end.
+pub(super) async fn run(
+    ctx: Arc<PusherContext>,
+    mut websocket: WebSocket,
+    key: &str,
+    protocol: Option<u32>,
+) {
+    let Some(app) = ctx.apps.by_key(key).cloned() else {
+        let message = "No app has this key: use the key of a `clients` entry with a `secret` (PUSHER_APP_KEY / REVERB_APP_KEY in Laravel's .env)";
+        return refuse(websocket, codes::APP_NOT_FOUND, message).await;
+    };
+    match protocol {
+        None => {
+            return refuse(
+                websocket,
+                codes::NO_PROTOCOL,
+                "No protocol version: connect with ?protocol=7",
+            )
+            .await;
+        }
+        Some(version) if version < 7 => {
+            return refuse(
+                websocket,
+                codes::UNSUPPORTED_PROTOCOL,
+                "Unsupported protocol version: Herald speaks protocol 7",
+            )
+            .await;
+        }
+        Some(_) => {}
+    }
+    if !ctx.hub.reserve_connection(ctx.limits.max_connections) {
+        return refuse(
+            websocket,
+            codes::OVER_CONNECTION_QUOTA,
+            "Over connection quota: this server holds limits.maxConnections connections",
+        )
+        .await;
+    }
+    ctx.hub.connection_opened();
+    ctx.open.fetch_add(1, Ordering::Relaxed);
+    metrics().connected.get_or_create(&PUSHER).inc();
+    metrics().new_connections.get_or_create(&PUSHER).inc();
+    let subscriber = Arc::new(PusherSubscriber {
+        id: SocketId::new(&new_socket_id()),
+        outbox: Arc::new(Outbox::new(ctx.limits.max_queue_bytes)),
+    });
+    let mut connection = Connection {
+        client_events: RateLimiter::per_second(ctx.client_events.rate_per_second),
+        ctx,
+        app,
+        subscriber,
+        channels: HashSet::new(),
+    };
+    let established =
+        frames::connection_established(connection.id().as_str(), ACTIVITY_TIMEOUT.as_secs());
+    if send(&mut websocket, established).await {
+        connection.serve(&mut websocket).await;
+    }
+    connection.end().await;
+}
+
+/// Sends `pusher:error` with `code`, and closes with it if it is a closing code.
+async fn refuse(mut websocket: WebSocket, code: Code, message: &str) {
+    let _ = send(&mut websocket, frames::error(Some(code.code), message)).await;
+    if code.closes {
+        close(&mut websocket, code.code, message).await;
+    }
+}
+
+async fn close(websocket: &mut WebSocket, code: u16, reason: &str) {
+    // A close reason is at most 123 bytes: cut at a character boundary.
+    let mut end = reason.len().min(123);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    let frame = CloseFrame {
+        code: CloseCode::from(code),
+        reason: Utf8Bytes::from(reason[..end].to_owned()),
+    };
+    let _ = tokio::time::timeout(WRITE_TIMEOUT, websocket.close(Some(frame))).await;
+}
+
+/// Writes one text frame; false if the client is gone or too slow to take it.
+async fn send(websocket: &mut WebSocket, frame: Bytes) -> bool {
+    let Ok(text) = Utf8Bytes::try_from(frame) else {
+        return true; // never built by Herald: frames are serialised JSON
+    };
+    matches!(
+        tokio::time::timeout(WRITE_TIMEOUT, websocket.send(Message::Text(text))).await,
+        Ok(Ok(()))
+    )
+}
+
+/// What woke the connection's task.
+enum Step {
+    Received(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
+    Queued(Next),
+    Silent,
+    ShuttingDown,
+}
+
+struct Connection {
+    ctx: Arc<PusherContext>,
+    app: Arc<PusherApp>,
+    subscriber: Arc<PusherSubscriber>,
+    /// Channels subscribed (in the Hub).
+    channels: HashSet<String>,
+    client_events: RateLimiter,
+}
+
+impl Connection {
+    fn id(&self) -> &SocketId {
+        &self.subscriber.id
+    }
+
+    fn queue(&self, frame: Bytes) {
+        // A refusal means the connection is already closing as too slow.
+        let _ = self.subscriber.outbox.push(frame);
+    }
+
+    /// Reads and writes until the client leaves, stops answering, or reads too slowly.
+    async fn serve(&mut self, websocket: &mut WebSocket) {
+        let outbox = self.subscriber.outbox.clone();
+        let mut deadline = Instant::now() + ACTIVITY_TIMEOUT;
+        let mut pinged = false;
+        let mut shutdown = self.ctx.shutdown.clone();
+        loop {
+            let step = tokio::select! {
+                message = websocket.next() => Step::Received(message),
+                next = outbox.next() => Step::Queued(next),
+                () = tokio::time::sleep_until(deadline) => Step::Silent,
+                _ = shutdown.wait_for(|stopping| *stopping) => Step::ShuttingDown,
+            };
+            match step {
+                Step::Received(Some(Ok(message))) => {
+                    deadline = Instant::now() + ACTIVITY_TIMEOUT;
+                    pinged = false;
+                    metrics().ws_messages_received.get_or_create(&PUSHER).inc();
+                    match message {
+                        Message::Text(text) => self.on_text(text.as_str()).await,
+                        Message::Binary(_) => self.queue(frames::error(
+                            None,
+                            "Binary frames are not supported: send JSON text",
+                        )),
+                        Message::Close(_) => return,
+                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                    }
+                }
+                Step::Received(_) => return,
+                Step::Queued(Next::Frame(frame)) => {
+                    if !send(websocket, frame).await {
+                        return;
+                    }
+                }
+                Step::Queued(Next::TooSlow) => {
+                    metrics().slow_disconnections.inc();
+                    tracing::warn!(socket_id = %self.id(), "send queue full: disconnecting slow client");
+                    console::dev(&format!(
+                        "{} disconnected: too slow to read its events",
+                        self.id()
+                    ));
+                    let reason = "Too slow: events were queued faster than they were read";
+                    let _ =
+                        send(websocket, frames::error(Some(codes::TOO_SLOW.code), reason)).await;
+                    close(websocket, codes::TOO_SLOW.code, reason).await;
+                    return;
+                }
+                Step::ShuttingDown => {
+                    let reason = "Server shutting down: reconnect";
+                    let _ = send(
+                        websocket,
+                        frames::error(Some(codes::RECONNECT.code), reason),
+                    )
+                    .await;
+                    close(websocket, codes::RECONNECT.code, reason).await;
+                    return;
+                }
+                Step::Silent if pinged => {
+                    let reason = "Pong reply not received in time";
+                    let _ = send(
+                        websocket,
+                        frames::error(Some(codes::PONG_TIMEOUT.code), reason),
+                    )
+                    .await;
+                    close(websocket, codes::PONG_TIMEOUT.code, reason).await;
+                    return;
+                }
+                Step::Silent => {
+                    pinged = true;
+                    deadline = Instant::now() + PONG_TIMEOUT;
+                    if !send(websocket, frames::ping()).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn on_text(&mut self, text: &str) {
+        let frame: ClientFrame = match serde_json::from_str(text) {
+            Ok(frame) => frame,
+            Err(e) => {
+                return self.queue(frames::error(
+                    None,
+                    &format!("Invalid message: expected {{\"event\": …, \"data\": …}} JSON ({e})"),
+                ));
+            }
+        };
+        match frame.event.as_str() {
+            "pusher:ping" => self.queue(frames::pong()),
+            "pusher:pong" => {}
+            "pusher:subscribe" => match subscribe_data(&frame) {
+                Some(data) => self.subscribe(data).await,
+                None => self.queue(frames::error(
+                    None,
+                    "pusher:subscribe needs data {\"channel\": …, \"auth\"?: …, \"channel_data\"?: …}",
+                )),
+            },
+            "pusher:unsubscribe" => {
+                if let Some(data) = subscribe_data(&frame) {
+                    self.unsubscribe(&data.channel).await;
+                }
+            }
+            event if event.starts_with("client-") => self.client_event(frame),
+            _ => self.queue(frames::error(
+                None,
+                "Unknown event: the client may send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong and client-… events",
+            )),
+        }
+    }
+
+    async fn subscribe(&mut self, data: SubscribeData) {
+        let channel = data.channel;
+        if let Err(e) = validate_channel_name(&channel) {
+            return self.queue(frames::subscription_error(
+                &channel,
+                "InvalidChannel",
+                400,
+                &e.to_string(),
+            ));
+        }
+        let kind = ChannelKind::of(&channel);
+        if self.channels.contains(&channel) && kind != ChannelKind::Presence {
+            return self.queue(frames::subscription_succeeded(&channel, &json!({})));
+        }
+        if self.channels.len() >= self.ctx.limits.max_channels_per_connection {
+            let reason = format!(
+                "too many channels: at most {} per connection (limits.maxChannelsPerConnection)",
+                self.ctx.limits.max_channels_per_connection
+            );
+            return self.queue(frames::subscription_error(
+                &channel,
+                "LimitReached",
+                429,
+                &reason,
+            ));
+        }
+        if kind.needs_authorization() {
+            let channel_data = data
+                .channel_data
+                .as_deref()
+                .filter(|_| kind == ChannelKind::Presence);
+            let text = subscription_text(self.id().as_str(), &channel, channel_data);
+            let signed = data
+                .auth
+                .as_deref()
+                .is_some_and(|auth| auth_is_valid(&self.app.key, &self.app.secret, &text, auth));
+            if !signed {
+                console::dev_warning(&format!(
+                    "{} could not be authenticated to {channel}",
+                    self.id()
+                ));
+                let reason = "Invalid signature: the auth field must be <app key>:<HMAC-SHA256 of socket_id:channel[:channel_data]>, as your app's /broadcasting/auth returns with the app's secret";
+                return self.queue(frames::subscription_error(
+                    &channel,
+                    "AuthError",
+                    401,
+                    reason,
+                ));
+            }
+        }
+        self.ctx.hub.subscribe(&channel, self.subscriber.clone());
+        self.channels.insert(channel.clone());
+        if kind != ChannelKind::Presence {
+            console::dev(&format!("{} joined channel: {channel}", self.id()));
+            return self.queue(frames::subscription_succeeded(&channel, &json!({})));
+        }
+        let channel_data = data
+            .channel_data
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<Value>(text).ok())
+            .unwrap_or(Value::Null);
+        match self
+            .ctx
+            .presence
+            .join(&channel, self.id(), &channel_data)
+            .await
+        {
+            Ok(joined) => {
+                let mut hash = Map::new();
+                let mut ids = Vec::new();
+                for member in &joined.members {
+                    let id = frames::user_id_text(&member.user_id);
+                    hash.insert(id.clone(), member.user_info.clone().unwrap_or(Value::Null));
+                    ids.push(Value::String(id));
+                }
+                let count = ids.len();
+                let presence = json!({"presence": {"ids": ids, "hash": hash, "count": count}});
+                self.queue(frames::subscription_succeeded(&channel, &presence));
+                if joined.first_for_user {
+                    self.ctx.hub.publish(&Publication::presence(
+                        &channel,
+                        PublicationKind::MemberAdded,
+                        &joined.member.public(),
+                        Some(self.id().clone()),
+                    ));
+                }
+                console::dev(&format!("{} joined channel: {channel}", self.id()));
+            }
+            Err(e) => {
+                let (status, reason) = match e {
+                    JoinError::NoUserId => (400, "channel_data needs a user_id".to_owned()),
+                    JoinError::Store(e) => (503, format!("presence is unavailable: {e}")),
+                };
+                self.ctx.hub.unsubscribe(&channel, self.id());
+                self.channels.remove(&channel);
+                self.queue(frames::subscription_error(
+                    &channel,
+                    "PresenceError",
+                    status,
+                    &reason,
+                ));
+            }
+        }
+    }
+
+    async fn unsubscribe(&mut self, channel: &str) {
+        if !self.channels.remove(channel) {
+            return;
+        }
+        self.ctx.hub.unsubscribe(channel, self.id());
+        if ChannelKind::of(channel) == ChannelKind::Presence {
+            leave_presence(&self.ctx, channel, self.id()).await;
+        }
+        console::dev(&format!("{} left channel: {channel}", self.id()));
+    }
+
+    /// A client event goes to the channel's other subscribers, of both protocols.
+    fn client_event(&mut self, frame: ClientFrame) {
+        let reject = |reason: &str| frames::error(Some(codes::CLIENT_EVENT_REJECTED.code), reason);
+        let Some(channel) = frame.channel.as_deref() else {
+            return self.queue(reject("Client event rejected: no channel"));
+        };
+        if !ChannelKind::of(channel).needs_authorization() {
+            return self.queue(reject(
+                "Client event rejected: only private and presence channels carry client events",
+            ));
+        }
+        if !self.channels.contains(channel) {
+            return self.queue(reject(
+                "Client event rejected: subscribe to the channel first",
+            ));
+        }
+        let data = frame.data.unwrap_or_else(|| {
+            serde_json::value::RawValue::from_string("{}".to_owned()).unwrap_or_default()
+        });
+        if data.get().len() > self.ctx.client_events.max_bytes {
+            let reason = format!(
+                "Client event rejected: data over {} bytes (whisperMaxBytes)",
+                self.ctx.client_events.max_bytes
+            );
+            return self.queue(reject(&reason));
+        }
+        if !self.client_events.try_acquire() {
+            let reason = format!(
+                "Client event rejected due to rate limit: at most {} per second (whisperRateLimit)",
+                self.ctx.client_events.rate_per_second
+            );
+            return self.queue(reject(&reason));
+        }
+        let publication = Publication::new(channel, &frame.event, data, Some(self.id().clone()));
+        crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
+    }
+
+    /// Leaves every channel and gives the connection's place back.
+    async fn end(mut self) {
+        self.subscriber.outbox.close();
+        for channel in std::mem::take(&mut self.channels) {
+            self.ctx.hub.unsubscribe(&channel, self.id());
+            if ChannelKind::of(&channel) == ChannelKind::Presence {
+                leave_presence(&self.ctx, &channel, self.id()).await;
+            }
+        }
+        self.ctx.hub.connection_closed();
+        self.ctx.open.fetch_sub(1, Ordering::Relaxed);
+        metrics().connected.get_or_create(&PUSHER).dec();
+        metrics().new_disconnections.get_or_create(&PUSHER).inc();
+    }
+}
+
+fn subscribe_data(frame: &ClientFrame) -> Option<SubscribeData> {
+    serde_json::from_str(frame.data.as_ref()?.get()).ok()
+}
+
+/// Removes a socket from a presence channel and tells the others if its user is gone.
+async fn leave_presence(ctx: &PusherContext, channel: &str, socket_id: &SocketId) {
+    match ctx.presence.leave(channel, socket_id).await {
+        Ok(Some(left)) if left.last_for_user => {
+            ctx.hub.publish(&Publication::presence(
+                channel,
+                PublicationKind::MemberRemoved,
+                &left.member.public(),
+                None,
+            ));
+        }
+        Ok(_) => {}
+        Err(e) => console::error(&format!(
+            "could not remove {socket_id} from presence channel {channel}: {e}"
+        )),
+    }
+}

@@ -1,0 +1,182 @@
+//! Pusher frames: what the server sends (JSON text; `data` double-encoded as a string where
+//! the protocol says so) and what it accepts from clients.
+
+use crate::hub::{Publication, PublicationKind};
+use bytes::Bytes;
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Value, json};
+
+/// A frame from a client: `{"event", "channel"?, "data"?}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct ClientFrame {
+    /// `pusher:subscribe`, `pusher:ping`, `client-…`.
+    pub(super) event: String,
+    /// The channel of a client event.
+    #[serde(default)]
+    pub(super) channel: Option<String>,
+    /// Any JSON; an object for `pusher:subscribe`, an object or a string for client events.
+    #[serde(default)]
+    pub(super) data: Option<Box<RawValue>>,
+}
+
+/// The `data` of `pusher:subscribe` and `pusher:unsubscribe`.
+#[derive(Debug, Deserialize)]
+pub(super) struct SubscribeData {
+    /// The channel name.
+    pub(super) channel: String,
+    /// `<key>:<signature>` for private and presence channels.
+    #[serde(default)]
+    pub(super) auth: Option<String>,
+    /// The exact JSON text the app signed, for presence channels.
+    #[serde(default)]
+    pub(super) channel_data: Option<String>,
+}
+
+fn text(value: &Value) -> Bytes {
+    Bytes::from(value.to_string())
+}
+
+/// `pusher:connection_established`.
+pub(super) fn connection_established(socket_id: &str, activity_timeout_s: u64) -> Bytes {
+    let data = json!({"socket_id": socket_id, "activity_timeout": activity_timeout_s});
+    text(&json!({"event": "pusher:connection_established", "data": data.to_string()}))
+}
+
+/// `pusher:error` with `code` (null for a frame Herald could not use) and a message.
+pub(super) fn error(code: Option<u16>, message: &str) -> Bytes {
+    text(&json!({"event": "pusher:error", "data": {"code": code, "message": message}}))
+}
+
+/// `pusher:pong`, the answer to `pusher:ping`.
+pub(super) fn pong() -> Bytes {
+    Bytes::from_static(br#"{"event":"pusher:pong","data":{}}"#)
+}
+
+/// `pusher:ping`, sent after `activity_timeout` of silence.
+pub(super) fn ping() -> Bytes {
+    Bytes::from_static(br#"{"event":"pusher:ping","data":{}}"#)
+}
+
+/// `pusher_internal:subscription_succeeded` with `data` (`{}`, or the presence members).
+pub(super) fn subscription_succeeded(channel: &str, data: &Value) -> Bytes {
+    text(&json!({
+        "event": "pusher_internal:subscription_succeeded",
+        "channel": channel,
+        "data": data.to_string(),
+    }))
+}
+
+/// `pusher:subscription_error`: the channel was refused, with a status and why (pusher-js
+/// hands it to the channel's error callbacks, Echo's `.error()`).
+pub(super) fn subscription_error(channel: &str, kind: &str, status: u16, reason: &str) -> Bytes {
+    text(&json!({
+        "event": "pusher:subscription_error",
+        "channel": channel,
+        "data": {"type": kind, "error": reason, "status": status},
+    }))
+}
+
+/// A publication as a Pusher frame, or `None` if the protocol has no frame for it.
+pub(super) fn publication(publication: &Publication) -> Option<Bytes> {
+    let (event, data) = match publication.kind {
+        PublicationKind::Event => (&*publication.event, data_string(&publication.data)),
+        PublicationKind::MemberAdded => (
+            "pusher_internal:member_added",
+            member_data(&publication.data, true)?,
+        ),
+        PublicationKind::MemberRemoved => (
+            "pusher_internal:member_removed",
+            member_data(&publication.data, false)?,
+        ),
+    };
+    Some(text(&json!({
+        "event": event,
+        "channel": &*publication.channel,
+        "data": data,
+    })))
+}
+
+/// Channel event data travels as a string: a string stays as it is, anything else (Laravel's
+/// Redis broadcaster and laravel-echo-server's API send objects) is sent as its JSON text.
+fn data_string(data: &RawValue) -> Value {
+    match serde_json::from_str::<Value>(data.get()) {
+        Ok(Value::String(s)) => Value::String(s),
+        _ => Value::String(data.get().to_owned()),
+    }
+}
+
+/// `{"user_id": "<id as text>", "user_info"?}` as a string, from a member's public JSON.
+fn member_data(member: &RawValue, with_info: bool) -> Option<Value> {
+    let member: Value = serde_json::from_str(member.get()).ok()?;
+    let mut data = json!({ "user_id": user_id_text(member.get("user_id")?) });
+    if with_info && let Some(info) = member.get("user_info") {
+        data["user_info"] = info.clone();
+    }
+    Some(Value::String(data.to_string()))
+}
+
+/// Pusher user ids are strings; Laravel may send numbers.
+pub(super) fn user_id_text(id: &Value) -> String {
+    match id {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::hub::SocketId;
+
+    fn raw(text: &str) -> Box<RawValue> {
+        RawValue::from_string(text.to_owned()).expect("json")
+    }
+
+    fn parsed(frame: Bytes) -> Value {
+        serde_json::from_slice(&frame).expect("json frame")
+    }
+
+    #[test]
+    fn connection_established_double_encodes_its_data() {
+        let frame = parsed(connection_established("1.2", 120));
+        assert_eq!(frame["event"], "pusher:connection_established");
+        assert_eq!(
+            frame["data"],
+            r#"{"socket_id":"1.2","activity_timeout":120}"#
+        );
+    }
+
+    #[test]
+    fn event_data_is_a_string_whatever_the_source_sent() {
+        let object = Publication::new("orders", "Shipped", raw(r#"{"id": 1}"#), None);
+        assert_eq!(
+            parsed(publication(&object).expect("frame")),
+            json!({"event": "Shipped", "channel": "orders", "data": r#"{"id": 1}"#})
+        );
+        let string = Publication::new("orders", "Shipped", raw(r#""{\"id\":1}""#), None);
+        assert_eq!(
+            parsed(publication(&string).expect("frame"))["data"],
+            r#"{"id":1}"#
+        );
+    }
+
+    #[test]
+    fn presence_changes_carry_string_user_ids() {
+        let member = json!({"user_id": 7, "user_info": {"name": "A"}});
+        let added =
+            Publication::presence("presence-r", PublicationKind::MemberAdded, &member, None);
+        let frame = parsed(publication(&added).expect("frame"));
+        assert_eq!(frame["event"], "pusher_internal:member_added");
+        assert_eq!(frame["data"], r#"{"user_id":"7","user_info":{"name":"A"}}"#);
+        let removed = Publication::presence(
+            "presence-r",
+            PublicationKind::MemberRemoved,
+            &member,
+            Some(SocketId::new("x")),
+        );
+        let frame = parsed(publication(&removed).expect("frame"));
+        assert_eq!(frame["event"], "pusher_internal:member_removed");
+        assert_eq!(frame["data"], r#"{"user_id":"7"}"#);
+    }
+}

@@ -1,0 +1,77 @@
+//! The Pusher Channels protocol, version 7, on WebSocket `/app/{key}` of the main port, on
+//! Herald's own connection core (`crate::connection`). Its connections share the Hub with
+//! Socket.IO's, so a publication reaches the subscribers of both protocols.
+
+mod apps;
+mod codes;
+mod connection;
+mod frames;
+mod signature;
+mod socket_id;
+mod subscriber;
+
+pub use apps::{PusherApp, PusherApps};
+
+use crate::config::{Limits, WhisperOptions};
+use crate::hub::Hub;
+use crate::presence::Presence;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, RawQuery, State};
+use axum::routing::get;
+use http::{Request, Response};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Seconds of silence after which a client pings (sent in `connection_established`), and after
+/// which the server pings a silent client.
+pub const ACTIVITY_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// How long a client has to answer the server's `pusher:ping` before it is closed with 4201.
+pub const PONG_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What every Pusher connection shares.
+pub struct PusherContext {
+    /// Channel registry and fan-out.
+    pub hub: Arc<Hub>,
+    /// Presence members (shared with Socket.IO).
+    pub presence: Arc<Presence>,
+    /// The apps, by key.
+    pub apps: PusherApps,
+    /// Connection and subscription limits.
+    pub limits: Limits,
+    /// Client event limits (laravel-echo-server's whisper options).
+    pub client_events: WhisperOptions,
+    /// Turns true when the server shuts down: every connection closes with 4200 (reconnect).
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Pusher connections open now (the shutdown waits for them to close).
+    pub open: std::sync::atomic::AtomicUsize,
+}
+
+/// `GET /app/{key}`: the WebSocket endpoint.
+pub fn router(ctx: Arc<PusherContext>) -> Router {
+    Router::new()
+        .route("/app/{key}", get(accept))
+        .with_state(ctx)
+}
+
+async fn accept(
+    State(ctx): State<Arc<PusherContext>>,
+    Path(key): Path<String>,
+    RawQuery(query): RawQuery,
+    mut request: Request<Body>,
+) -> Response<Body> {
+    let (response, websocket) = match crate::connection::upgrade(&mut request) {
+        Ok(accepted) => accepted,
+        Err(refused) => return *refused,
+    };
+    let protocol = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "protocol")
+        .map(|(_, value)| value.parse::<u32>().unwrap_or(0));
+    tokio::spawn(async move {
+        if let Some(websocket) = websocket.await {
+            connection::run(ctx, websocket, &key, protocol).await;
+        }
+    });
+    response
+}
