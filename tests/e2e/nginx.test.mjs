@@ -4,7 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createRequire } from 'node:module';
 import Echo2 from 'laravel-echo';
@@ -70,7 +70,7 @@ http {
   let errors = '';
   nginx.stderr.on('data', (d) => (errors += d));
   await waitUntil(async () => {
-    if (nginx.exitCode !== null) throw new Error(`nginx exited: ${errors}`);
+    if (nginx.exitCode !== null) throw new Error(`nginx exited: ${errors}${existsSync(join(dir, 'error.log')) ? readFileSync(join(dir, 'error.log'), 'utf8') : ''}`);
     try {
       return (await fetch(`http://127.0.0.1:${ports.plain}/apps/${API.appId}/status?auth_key=${API.key}`)).status === 200;
     } catch {

@@ -151,8 +151,9 @@ test('a crashed Herald leaves no ghost members in Redis', async () => {
     [client.socketId()]: { user_id: 3, user_info: { name: 'User 3' }, socketId: client.socketId(), node, user: '3' },
   }, "laravel-echo-server's member JSON, with the node holding the socket");
   assert.equal(await redis.cli('EXISTS', `ghost_herald:node:${node}`), '1', 'the node heartbeat');
-  client.close();
+  // Killed while the member is connected (closing the client first would let Herald remove it).
   await herald.stop('SIGKILL');
+  client.close();
   // Restarted in the same place, Herald knows from the lock file which node stopped: its
   // entries go at once, without waiting for its heartbeat to lapse.
   herald = await startHerald({ cwd, config: null, port: herald.port });

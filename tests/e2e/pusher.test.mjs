@@ -26,7 +26,6 @@ before(async () => {
       authHost: echoAuth.url,
       database: 'redis',
       databaseConfig: { redis: { port: redis.port } },
-      limits: { maxQueueBytes: 65536 },
     },
   });
 });
@@ -241,30 +240,36 @@ describe('raw frames: error and close codes', () => {
 });
 
 test('a client that stops reading is disconnected (4100) while the others receive every event', async () => {
-  const healthy = await connectPusher(herald.port);
+  const healthy = await raw(`/app/${PUSHER_APP.key}?protocol=7`);
   const slow = await raw(`/app/${PUSHER_APP.key}?protocol=7`);
   try {
-    const received = bind(healthy, 'firehose', 'Big');
-    await subscribed(healthy, 'firehose');
-    slow.send({ event: 'pusher:subscribe', data: { channel: 'firehose' } });
-    await waitUntil(() => slow.frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'), { what: 'slow subscribed' });
+    for (const c of [healthy, slow]) {
+      c.send({ event: 'pusher:subscribe', data: { channel: 'firehose' } });
+      await waitUntil(() => c.frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'), { what: 'subscribed' });
+    }
     slow.ws._socket.pause(); // reads nothing more: the kernel's buffers fill, then Herald's queue
     const before = await metric('herald_slow_disconnections_total');
-    const payload = 'x'.repeat(8000);
+    const payload = 'x'.repeat(32000);
     let sent = 0;
-    while ((await metric('herald_slow_disconnections_total')) === before && sent < 4000) {
-      for (let i = 0; i < 50; i++, sent++) {
+    const events = () => healthy.frames.filter((f) => f.event === 'Big');
+    // Published at the pace the healthy client reads (each batch once it has the last one):
+    // only the client that stopped reading falls behind.
+    while ((await metric('herald_slow_disconnections_total')) === before && sent < 20000) {
+      for (let i = 0; i < 5; i++, sent++) {
         await redis.publish('firehose', { event: 'Big', data: { i: sent, payload } });
       }
+      await waitUntil(() => events().length === sent, { what: `the healthy client's ${sent} events (it has ${events().length})` });
     }
     assert.ok((await metric('herald_slow_disconnections_total')) > before, `the slow client was disconnected after ${sent} events`);
-    await waitUntil(() => received.length === sent, { timeoutMs: 20000, what: `the healthy client's ${sent} events` });
-    assert.deepEqual(received.map((d) => d.i), Array.from({ length: sent }, (_, i) => i), 'every event, in order');
+    await waitUntil(() => events().length === sent, { what: `the healthy client's ${sent} events (it has ${events().length})` });
+    assert.deepEqual(events().map((f) => JSON.parse(f.data).i), Array.from({ length: sent }, (_, i) => i), 'every event, in order');
+    assert.equal(healthy.ws.readyState, WebSocket.OPEN, 'the healthy client stays connected');
+    // Herald dropped it while its write was blocked: what the kernel held arrives, then the end.
     slow.ws._socket.resume();
-    const { code } = await slow.closed;
-    assert.equal(code, 4100);
+    await slow.closed;
+    assert.ok(slow.frames.filter((f) => f.event === 'Big').length < sent, 'the slow client did not get everything');
   } finally {
-    healthy.disconnect();
+    healthy.ws.terminate();
     slow.ws.terminate();
   }
 });
@@ -274,3 +279,72 @@ async function metric(name) {
   const line = text.split('\n').find((l) => l.startsWith(`${name} `));
   return Number(line?.split(' ')[1] ?? 0);
 }
+
+describe('the signed HTTP API with the Node pusher SDK', () => {
+  let sdk;
+  before(async () => {
+    const { default: PusherServer } = await import('pusher');
+    sdk = new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: PUSHER_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+  });
+
+  test('trigger and triggerBatch reach Pusher and Socket.IO subscribers; socket_id excludes the sender', async () => {
+    const pusher = await connectPusher(herald.port);
+    const sio = await connectEcho(herald.url, { echo: 2, sio: 4 });
+    try {
+      const received = bind(pusher, 'sdk', 'Note');
+      const sioEvents = listen(sio, 'sdk', '.Note');
+      await subscribed(pusher, 'sdk');
+      await waitSubscribed(herald, 'sdk', 2, API);
+      const single = await sdk.trigger('sdk', 'Note', { n: 1 });
+      assert.equal(single.status, 200);
+      await sdk.trigger(['sdk', 'elsewhere'], 'Note', { n: 2 }, { socket_id: pusher.connection.socket_id });
+      const batch = await sdk.triggerBatch([{ channel: 'sdk', name: 'Note', data: { n: 3 } }, { channel: 'sdk', name: 'Note', data: 'text' }]);
+      assert.equal(batch.status, 200);
+      await sioEvents.waitFor(4);
+      await waitUntil(() => received.length === 3, { what: 'pusher-js events' });
+      assert.deepEqual(received, [{ n: 1 }, { n: 3 }, 'text'], 'socket_id excluded the sender');
+      assert.deepEqual(sioEvents.received, [{ n: 1 }, { n: 2 }, { n: 3 }, 'text']);
+    } finally {
+      pusher.disconnect();
+      sio.close();
+    }
+  });
+
+  test('channel reads: occupied channels, one channel, presence users', async () => {
+    const echo = await connectEchoPusher(herald.port, { auth: pusherAuth, user: 'reader' });
+    try {
+      echo.echo.channel('read-me');
+      const here = [];
+      echo.echo.join('readers').here((users) => here.push(users));
+      await subscribed(echo.pusher, 'read-me');
+      await waitUntil(() => here.length === 1, { what: 'presence joined' });
+      const channels = await (await sdk.get({ path: '/channels' })).json();
+      assert.ok('read-me' in channels.channels && 'presence-readers' in channels.channels, JSON.stringify(channels));
+      const one = await (await sdk.get({ path: '/channels/read-me', params: { info: 'subscription_count' } })).json();
+      assert.equal(one.occupied, true);
+      assert.equal(one.subscription_count, 1);
+      const users = await (await sdk.get({ path: '/channels/presence-readers/users' })).json();
+      assert.deepEqual(users.users.map((u) => String(u.id)), ['reader']);
+    } finally {
+      echo.close();
+    }
+  });
+
+  test("a Pusher app's key alone opens nothing: unsigned, badly signed and tampered requests get 401 with a reason", async () => {
+    const unsigned = await herald.api(`/apps/${PUSHER_APP.appId}/events?auth_key=${PUSHER_APP.key}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ channel: 'x', name: 'E', data: '{}' }),
+    });
+    assert.equal(unsigned.status, 401);
+    assert.match(unsigned.json.error, /auth_signature is missing/);
+    const bearer = await herald.api(`/apps/${PUSHER_APP.appId}/channels`, { headers: { Authorization: `Bearer ${PUSHER_APP.key}` } });
+    assert.equal(bearer.status, 401);
+    const { default: PusherServer } = await import('pusher');
+    const wrong = new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: 'guessed', host: '127.0.0.1', port: String(herald.port), useTLS: false });
+    await assert.rejects(wrong.trigger('x', 'E', {}), (e) => e.status === 401 && /auth_signature does not match/.test(e.body));
+    // The laravel-echo-server API of an app without a secret is unchanged.
+    const plain = await herald.api(`/apps/${API.appId}/channels?auth_key=${API.key}`);
+    assert.equal(plain.status, 200);
+  });
+});

@@ -1,13 +1,30 @@
-//! The `{appId}` check: `Authorization: Bearer <key>`, else `?auth_key=<key>`.
+//! The `{appId}` check. A Pusher app (a `clients` entry with a `secret`) accepts only requests
+//! signed as Pusher's server SDKs sign them: its key ships to browsers, so knowing it proves
+//! nothing. Other entries keep laravel-echo-server's check: `Authorization: Bearer <key>`, else
+//! `?auth_key=<key>`.
 
+use super::pusher_signature::{self, Signed};
 use super::{ApiError, ApiState};
 use axum::extract::{FromRequestParts, Path};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
 use std::collections::HashMap;
 
-/// Proof that the request named a known appId with its key.
-pub(super) struct AuthorizedApp;
+/// Proof that the request named a known appId with its key, or its signature.
+pub(super) struct AuthorizedApp {
+    /// For a signed request: what it says about the body.
+    signed: Option<Signed>,
+}
+
+impl AuthorizedApp {
+    /// Checks that `body` is the one signed (`body_md5`); always true for unsigned apps.
+    pub(super) fn check_body(&self, body: &[u8]) -> Result<(), ApiError> {
+        match &self.signed {
+            Some(signed) => signed.check_body(body).map_err(ApiError::BadSignature),
+            None => Ok(()),
+        }
+    }
+}
 
 impl FromRequestParts<ApiState> for AuthorizedApp {
     type Rejection = ApiError;
@@ -17,6 +34,27 @@ impl FromRequestParts<ApiState> for AuthorizedApp {
             .await
             .map_err(|_| ApiError::Unauthorized)?;
         let app_id = params.get("app_id").map(String::as_str).unwrap_or("");
+        let pusher_app = state
+            .clients
+            .iter()
+            .find(|c| c.app_id == app_id && c.secret.is_some());
+        if let Some(app) = pusher_app {
+            let now = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs());
+            let signed = pusher_signature::verify(
+                parts.method.as_str(),
+                parts.uri.path(),
+                parts.uri.query().unwrap_or(""),
+                &app.key,
+                app.secret.as_deref().unwrap_or_default(),
+                now,
+            )
+            .map_err(ApiError::BadSignature)?;
+            return Ok(AuthorizedApp {
+                signed: Some(signed),
+            });
+        }
         let key = presented_key(parts).unwrap_or_default();
         if app_id.is_empty() || key.is_empty() {
             return Err(ApiError::Unauthorized);
@@ -25,7 +63,7 @@ impl FromRequestParts<ApiState> for AuthorizedApp {
             c.app_id == app_id && crate::secret::secrets_equal(c.key.as_bytes(), key.as_bytes())
         });
         if known {
-            Ok(AuthorizedApp)
+            Ok(AuthorizedApp { signed: None })
         } else {
             Err(ApiError::Unauthorized)
         }

@@ -10,6 +10,8 @@ use serde_json::json;
 pub enum ApiError {
     /// 403 `{"error":"Unauthorized"}`: unknown appId or wrong key.
     Unauthorized,
+    /// 401 with what is wrong: a Pusher app's request is unsigned or badly signed.
+    BadSignature(String),
     /// 400 with laravel-echo-server's message or a more precise one.
     BadRequest(String),
     /// 413: the body is over the limit.
@@ -22,6 +24,7 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let (status, message) = match self {
             ApiError::Unauthorized => (StatusCode::FORBIDDEN, "Unauthorized".to_owned()),
+            ApiError::BadSignature(message) => (StatusCode::UNAUTHORIZED, message),
             ApiError::BadRequest(message) => (StatusCode::BAD_REQUEST, message),
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,

@@ -29,7 +29,7 @@ struct EventRequest {
 
 /// Publishes `{name, data, channel|channels, socket_id?}` to each channel.
 pub(super) async fn publish(
-    _: AuthorizedApp,
+    app: AuthorizedApp,
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
@@ -37,7 +37,58 @@ pub(super) async fn publish(
         BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(state.max_event_bytes),
         other => ApiError::BadRequest(other.body_text()),
     })?;
+    app.check_body(&body)?;
     let request = parse_event_request(&body)?;
+    publish_request(&state, request)?;
+    Ok(Json(json!({"message": "ok"})))
+}
+
+/// Most events one `batch_events` request may carry (Pusher's limit).
+pub(super) const MAX_BATCH_EVENTS: usize = 10;
+
+/// `POST /apps/{appId}/batch_events`: `{"batch": [{name, data, channel, socket_id?}, …]}`, each
+/// event checked before any is published.
+pub(super) async fn publish_batch(
+    app: AuthorizedApp,
+    State(state): State<ApiState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let body = body.map_err(|e| match e {
+        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(state.max_event_bytes),
+        other => ApiError::BadRequest(other.body_text()),
+    })?;
+    app.check_body(&body)?;
+    let value: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
+    let Some(Value::Array(batch)) = value.get("batch") else {
+        return Err(ApiError::BadRequest(
+            "Request body must be {\"batch\": [{name, data, channel}, …]}".into(),
+        ));
+    };
+    if batch.len() > MAX_BATCH_EVENTS {
+        return Err(ApiError::BadRequest(format!(
+            "A batch may carry at most {MAX_BATCH_EVENTS} events"
+        )));
+    }
+    let requests = batch
+        .iter()
+        .enumerate()
+        .map(|(i, event)| {
+            parse_event_value(event.clone()).map_err(|e| match e {
+                ApiError::BadRequest(reason) => {
+                    ApiError::BadRequest(format!("batch[{i}]: {reason}"))
+                }
+                other => other,
+            })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    for request in requests {
+        publish_request(&state, request)?;
+    }
+    Ok(Json(json!({})))
+}
+
+fn publish_request(state: &ApiState, request: EventRequest) -> Result<(), ApiError> {
     console::dev_plain(&format!("Channel: {}", request.channels.join(", ")));
     console::dev_plain(&format!("Event: {}", request.name));
     let data = RawValue::from_string(request.data)
@@ -47,7 +98,7 @@ pub(super) async fn publish(
         let publication = Publication::new(channel, &request.name, data.clone(), socket.clone());
         dispatch(&state.hub, &publication, "http");
     }
-    Ok(Json(json!({"message": "ok"})))
+    Ok(())
 }
 
 /// Applies laravel-echo-server's rules, minus its crashes: invalid JSON and wrong types are
@@ -60,6 +111,11 @@ fn parse_event_request(body: &[u8]) -> Result<EventRequest, ApiError> {
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
+    parse_event_value(value)
+}
+
+/// [`parse_event_request`] on parsed JSON.
+fn parse_event_value(value: Value) -> Result<EventRequest, ApiError> {
     let Value::Object(object) = value else {
         return Err(ApiError::BadRequest(format!(
             "Request body must be a JSON object. {MISSING_FIELDS}"

@@ -1,9 +1,11 @@
-//! laravel-echo-server's HTTP API: `GET /`, `/apps/{appId}/…` reads, and `POST …/events`.
+//! The HTTP API: laravel-echo-server's (`GET /`, `/apps/{appId}/…` reads, `POST …/events`), and
+//! the same routes signed as Pusher's HTTP API for Pusher apps, plus `POST …/batch_events`.
 
 mod app_auth;
 mod error;
 mod events;
 mod express;
+mod pusher_signature;
 mod reads;
 
 pub use error::ApiError;
@@ -49,10 +51,16 @@ pub fn router(config: &Config, hub: Arc<Hub>, presence: Arc<Presence>) -> Router
         .route("/apps/{app_id}/channels/{channel}", get(reads::channel))
         .route("/apps/{app_id}/channels/{channel}/users", get(reads::users));
     if config.subscribers.http {
-        router = router.route(
-            "/apps/{app_id}/events",
-            post(events::publish).layer(DefaultBodyLimit::max(config.limits.max_event_bytes)),
-        );
+        router = router
+            .route(
+                "/apps/{app_id}/events",
+                post(events::publish).layer(DefaultBodyLimit::max(config.limits.max_event_bytes)),
+            )
+            .route(
+                "/apps/{app_id}/batch_events",
+                post(events::publish_batch)
+                    .layer(DefaultBodyLimit::max(config.limits.max_event_bytes)),
+            );
     }
     router.with_state(state)
 }

@@ -41,6 +41,7 @@ struct Queue {
 pub struct Outbox {
     queue: Mutex<Queue>,
     ready: Notify,
+    overflow: Notify,
     max_bytes: usize,
 }
 
@@ -50,6 +51,7 @@ impl Outbox {
         Outbox {
             queue: Mutex::default(),
             ready: Notify::new(),
+            overflow: Notify::new(),
             max_bytes,
         }
     }
@@ -70,6 +72,7 @@ impl Outbox {
             queue.bytes = 0;
             drop(queue);
             self.ready.notify_one();
+            self.overflow.notify_waiters();
             return Err(Refused::Overflow);
         }
         queue.bytes += frame.len();
@@ -94,6 +97,20 @@ impl Outbox {
             let notified = self.ready.notified();
             if let Some(next) = self.try_next() {
                 return next;
+            }
+            notified.await;
+        }
+    }
+
+    /// Resolves once the queue has overflowed: a task blocked writing to a client that does
+    /// not read learns it at once, not when its write times out.
+    pub async fn overflowed(&self) {
+        loop {
+            let notified = self.overflow.notified();
+            let mut notified = std::pin::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().overflowed {
+                return;
             }
             notified.await;
         }
@@ -169,5 +186,26 @@ mod tests {
         );
         outbox.close();
         assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Refused::Closed));
+    }
+}
+
+#[cfg(test)]
+mod overflow_tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_blocked_writer_learns_of_the_overflow() {
+        let outbox = std::sync::Arc::new(Outbox::new(4));
+        let waiter = tokio::spawn({
+            let outbox = outbox.clone();
+            async move { outbox.overflowed().await }
+        });
+        tokio::task::yield_now().await;
+        assert!(!waiter.is_finished());
+        let _ = outbox.push(Bytes::from_static(b"12345"));
+        tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
+            .await
+            .expect("woken")
+            .expect("task");
     }
 }

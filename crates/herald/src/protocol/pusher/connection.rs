@@ -180,17 +180,15 @@ impl Connection {
                 }
                 Step::Received(_) => return,
                 Step::Queued(Next::Frame(frame)) => {
-                    if !send(websocket, frame).await {
-                        return;
+                    tokio::select! {
+                        sent = send(websocket, frame) => if !sent { return },
+                        // Blocked writing to a client that does not read: its queue overflowed
+                        // meanwhile. Drop it now; a close frame could not reach it anyway.
+                        () = outbox.overflowed() => return self.too_slow(),
                     }
                 }
                 Step::Queued(Next::TooSlow) => {
-                    metrics().slow_disconnections.inc();
-                    tracing::warn!(socket_id = %self.id(), "send queue full: disconnecting slow client");
-                    console::dev(&format!(
-                        "{} disconnected: too slow to read its events",
-                        self.id()
-                    ));
+                    self.too_slow();
                     let reason = "Too slow: events were queued faster than they were read";
                     let _ =
                         send(websocket, frames::error(Some(codes::TOO_SLOW.code), reason)).await;
@@ -226,6 +224,16 @@ impl Connection {
                 }
             }
         }
+    }
+
+    /// Counts and logs a client closed for reading too slowly.
+    fn too_slow(&self) {
+        metrics().slow_disconnections.inc();
+        tracing::warn!(socket_id = %self.id(), "send queue full: disconnecting slow client");
+        console::dev(&format!(
+            "{} disconnected: too slow to read its events",
+            self.id()
+        ));
     }
 
     async fn on_text(&mut self, text: &str) {
