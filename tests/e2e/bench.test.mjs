@@ -36,6 +36,37 @@ for (const eio of [3, 4]) {
   });
 }
 
+test('herald-bench speaks the Pusher protocol: fanout counts every delivery, idle opens every connection', async () => {
+  const redis = await startRedis();
+  const herald = await startHerald({
+    config: {
+      database: 'memory',
+      clients: [{ appId: 'bench-pusher', key: 'bench-pusher-key', secret: 'bench-pusher-secret' }],
+      databaseConfig: { redis: { port: redis.port, keyPrefix: 'laravel_database_' } },
+    },
+  });
+  try {
+    const { stdout } = await run(bench, [
+      'fanout', '--url', `ws://127.0.0.1:${herald.port}`, '--redis', `redis://127.0.0.1:${redis.port}`, '--prefix', 'laravel_database_',
+      '--subscribers', '20', '--rate', '40', '--duration', '2', '--pusher-key', 'bench-pusher-key', '--label', 'herald-pusher',
+    ], { timeout: 60000 });
+    const report = JSON.parse(stdout);
+    assert.equal(report.expected, 20 * 80);
+    assert.equal(report.received, report.expected, 'every Pusher subscriber got every publication');
+    assert.equal(report.duplicates, 0);
+    const idle = JSON.parse((await run(bench, [
+      'idle', '--url', `ws://127.0.0.1:${herald.port}`, '--pid', String(herald.proc.pid), '--connections', '50', '--hold', '1',
+      '--pusher-key', 'bench-pusher-key', '--label', 'herald-pusher',
+    ], { timeout: 60000 })).stdout);
+    assert.equal(idle.connections, 50);
+    const metrics = (await herald.api('/metrics')).text;
+    assert.match(metrics, /herald_new_connections_total\{protocol="pusher"\} 70/, '20 fanout + 50 idle Pusher connections reached the server');
+  } finally {
+    await herald.stop();
+    await redis.stop();
+  }
+});
+
 test('herald-bench idle opens every connection and reads the server\'s memory', async () => {
   const herald = await startHerald({ config: { database: 'memory', subscribers: { redis: false } } });
   try {

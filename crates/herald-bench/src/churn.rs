@@ -52,7 +52,7 @@ pub(crate) struct ChurnReport {
 async fn round(args: &ChurnArgs, round: usize) -> anyhow::Result<()> {
     let connected = connect_many(
         &args.target.url,
-        args.target.eio,
+        &args.target.wire(),
         args.connections,
         round,
         |i| format!("churn-{}", i % 100),

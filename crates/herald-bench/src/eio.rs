@@ -1,5 +1,6 @@
-//! A minimal Socket.IO subscriber over an Engine.IO websocket (v3 or v4), written for load:
-//! no JSON parsing on the receive path, only the two numbers the benchmark needs.
+//! A minimal subscriber, written for load: Socket.IO over an Engine.IO websocket (v3 or v4), or
+//! the Pusher protocol over `/app/{key}`. No JSON parsing on the receive path, only the two
+//! numbers the benchmark needs.
 
 use crate::ws::{self, FrameHead};
 use anyhow::{Context, bail};
@@ -9,11 +10,20 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::watch;
 
+/// The protocol a subscriber speaks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Wire {
+    /// Socket.IO over Engine.IO 3 or 4.
+    EngineIo(u8),
+    /// The Pusher protocol (7) with this app key.
+    Pusher(String),
+}
+
 /// A connected, subscribed socket.
 pub(crate) struct Subscriber {
     stream: TcpStream,
     buffer: BytesMut,
-    eio: u8,
+    wire: Wire,
     ping_interval: Duration,
 }
 
@@ -31,7 +41,7 @@ pub(crate) struct Stamp {
 /// subscribes to `channel(i)` and comes from address `(i + shift) % 8`.
 pub(crate) async fn connect_many(
     url: &str,
-    eio: u8,
+    wire: &Wire,
     n: usize,
     shift: usize,
     channel: impl Fn(usize) -> String,
@@ -46,7 +56,7 @@ pub(crate) async fn connect_many(
                 2 + ((i + shift) % 8) as u8,
             ));
             let channels = [channel(i)];
-            async move { Subscriber::connect_from(url, eio, &channels, Some(source)).await }
+            async move { Subscriber::connect_from(url, wire, &channels, Some(source)).await }
         })
         .buffer_unordered(128)
         .collect()
@@ -59,7 +69,7 @@ impl Subscriber {
     /// the Socket.IO handshake and subscribes to each of `channels`.
     pub(crate) async fn connect_from(
         base: &str,
-        eio: u8,
+        wire: &Wire,
         channels: &[String],
         source: Option<std::net::IpAddr>,
     ) -> anyhow::Result<Subscriber> {
@@ -83,12 +93,34 @@ impl Subscriber {
             .await
             .with_context(|| format!("connecting to {base}"))?;
         stream.set_nodelay(true)?;
+        let eio = match wire {
+            Wire::EngineIo(eio) => *eio,
+            Wire::Pusher(key) => {
+                let path = format!("/app/{key}?protocol=7&client=herald-bench");
+                let buffer = ws::client_handshake(&mut stream, authority, &path).await?;
+                let mut subscriber = Subscriber {
+                    stream,
+                    buffer,
+                    wire: wire.clone(),
+                    ping_interval: Duration::from_secs(120),
+                };
+                let established = subscriber.next_text_in(Duration::from_secs(10)).await?;
+                if !established.contains("pusher:connection_established") {
+                    bail!("expected pusher:connection_established, got {established:?}");
+                }
+                for channel in channels {
+                    let subscribe = serde_json::json!({"event": "pusher:subscribe", "data": {"channel": channel}});
+                    subscriber.send(&subscribe.to_string()).await?;
+                }
+                return Ok(subscriber);
+            }
+        };
         let path = format!("/socket.io/?EIO={eio}&transport=websocket");
         let buffer = ws::client_handshake(&mut stream, authority, &path).await?;
         let mut subscriber = Subscriber {
             stream,
             buffer,
-            eio,
+            wire: wire.clone(),
             ping_interval: Duration::from_secs(25),
         };
         let open = subscriber.next_text_in(Duration::from_secs(10)).await?;
@@ -173,7 +205,17 @@ impl Subscriber {
                                 self.send("3").await?;
                                 continue;
                             }
-                            if payload.starts_with(b"42") {
+                            if payload.starts_with(PUSHER_PING) {
+                                self.buffer.advance(end);
+                                self.send(r#"{"event":"pusher:pong","data":{}}"#).await?;
+                                continue;
+                            }
+                            let event = match self.wire {
+                                Wire::EngineIo(_) => payload.starts_with(b"42"),
+                                // Channel events; not pusher:… or pusher_internal:… frames.
+                                Wire::Pusher(_) => !payload.starts_with(b"{\"event\":\"pusher"),
+                            };
+                            if event {
                                 let text = std::str::from_utf8(payload).unwrap_or_default();
                                 if !on_event(text) {
                                     return Ok(());
@@ -184,7 +226,7 @@ impl Subscriber {
                     }
                     self.buffer.advance(end);
                 }
-                _ = ping.tick(), if self.eio == 3 => {
+                _ = ping.tick(), if self.wire == Wire::EngineIo(3) => {
                     self.send("2").await?;
                 }
                 changed = stop.changed() => {
@@ -197,11 +239,19 @@ impl Subscriber {
     }
 }
 
-/// Reads `"seq":N` and `"t":N` out of an event frame without parsing the JSON.
+/// How a Pusher server's ping starts.
+const PUSHER_PING: &[u8] = br#"{"event":"pusher:ping""#;
+
+/// Reads `"seq":N` and `"t":N` out of an event frame without parsing the JSON (in Pusher
+/// frames the data is a JSON string, so the quotes come escaped).
 pub(crate) fn stamp(frame: &str) -> Option<Stamp> {
+    let field = |name: &str| {
+        number_after(frame, &format!("\"{name}\":"))
+            .or_else(|| number_after(frame, &format!("\\\"{name}\\\":")))
+    };
     Some(Stamp {
-        seq: number_after(frame, "\"seq\":")?,
-        sent_us: number_after(frame, "\"t\":")?,
+        seq: field("seq")?,
+        sent_us: field("t")?,
     })
 }
 
@@ -229,5 +279,13 @@ mod tests {
             })
         );
         assert_eq!(stamp(r#"42["Other","bench",{}]"#), None);
+        let pusher = r#"{"event":"Bench","channel":"bench","data":"{\"seq\":7,\"t\":99}"}"#;
+        assert_eq!(
+            stamp(pusher),
+            Some(Stamp {
+                seq: 7,
+                sent_us: 99
+            })
+        );
     }
 }

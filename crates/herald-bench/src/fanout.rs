@@ -155,22 +155,20 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         .collect::<anyhow::Result<_>>()?;
 
     // Connect with bounded concurrency, so a big N does not look like a SYN flood.
-    let connected: Vec<anyhow::Result<Subscriber>> =
-        stream::iter(0..args.subscribers)
-            .map(|j| {
-                let channels: Vec<String> = layout
-                    .channels_of(j)
-                    .map(|c| layout.channel_name(c))
-                    .collect();
-                let url = args.target.url.clone();
-                let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (j % 8) as u8));
-                async move {
-                    Subscriber::connect_from(&url, args.target.eio, &channels, Some(source)).await
-                }
-            })
-            .buffered(64)
-            .collect()
-            .await;
+    let connected: Vec<anyhow::Result<Subscriber>> = stream::iter(0..args.subscribers)
+        .map(|j| {
+            let channels: Vec<String> = layout
+                .channels_of(j)
+                .map(|c| layout.channel_name(c))
+                .collect();
+            let url = args.target.url.clone();
+            let wire = args.target.wire();
+            let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (j % 8) as u8));
+            async move { Subscriber::connect_from(&url, &wire, &channels, Some(source)).await }
+        })
+        .buffered(64)
+        .collect()
+        .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut tasks = Vec::new();
     for (subscriber, tally) in connected.into_iter().zip(&tallies) {

@@ -68,7 +68,7 @@ pub(crate) async fn run(args: IdleArgs) -> anyhow::Result<IdleReport> {
     let rss_before = rss(args.pid)?;
     let connected = connect_many(
         &args.target.url,
-        args.target.eio,
+        &args.target.wire(),
         args.connections,
         0,
         |i| format!("idle-{}", i % 100),

@@ -80,14 +80,14 @@ pub(crate) async fn run(args: StormArgs) -> anyhow::Result<StormReport> {
     let mut clients = Vec::with_capacity(args.clients);
     for i in 0..args.clients {
         let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (i % 8) as u8));
-        let (url, eio) = (args.target.url.clone(), args.target.eio);
+        let (url, wire) = (args.target.url.clone(), args.target.wire());
         let (progress, stopped) = (progress.clone(), stopped.clone());
         clients.push(tokio::spawn(async move {
             let channels = ["storm".to_owned()];
             let mut generation = 0u32;
             while !*stopped.borrow() {
                 let subscriber =
-                    match Subscriber::connect_from(&url, eio, &channels, Some(source)).await {
+                    match Subscriber::connect_from(&url, &wire, &channels, Some(source)).await {
                         Ok(subscriber) => subscriber,
                         Err(_) => {
                             progress.failed_attempts.fetch_add(1, Ordering::Relaxed);
