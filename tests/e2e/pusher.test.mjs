@@ -348,3 +348,25 @@ describe('the signed HTTP API with the Node pusher SDK', () => {
     assert.equal(plain.status, 200);
   });
 });
+
+test("a Laravel .env's REVERB_APP_* make a Pusher app, with no config file", async () => {
+  const { scratchDir } = await import('./lib/harness.mjs');
+  const { writeFileSync } = await import('node:fs');
+  const { join } = await import('node:path');
+  const cwd = scratchDir();
+  writeFileSync(join(cwd, '.env'), 'APP_NAME=Shop\nREVERB_APP_ID=shop\nREVERB_APP_KEY=shop-key\nREVERB_APP_SECRET=shop-secret\nREVERB_PORT=8080\n');
+  const { freePort } = await import('./lib/harness.mjs');
+  const port = await freePort();
+  const fromEnv = await startHerald({ cwd, config: null, env: { LARAVEL_ECHO_SERVER_PORT: String(port) }, port });
+  try {
+    assert.match(fromEnv.output(), /clients \(REVERB_APP_ID\/KEY\/SECRET\) set from the environment/);
+    const pusher = await connectPusher(fromEnv.port, { key: 'shop-key' });
+    assert.match(pusher.connection.socket_id, /^\d+\.\d+$/);
+    pusher.disconnect();
+    const { default: PusherServer } = await import('pusher');
+    const sdk = new PusherServer({ appId: 'shop', key: 'shop-key', secret: 'shop-secret', host: '127.0.0.1', port: String(fromEnv.port), useTLS: false });
+    assert.equal((await sdk.trigger('orders', 'E', {})).status, 200);
+  } finally {
+    await fromEnv.stop();
+  }
+});

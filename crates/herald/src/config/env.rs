@@ -60,6 +60,57 @@ pub fn apply_env_overrides(
     applied
 }
 
+/// Where a Pusher app can come from in the environment, first match wins: Herald's own
+/// variables, then Reverb's, so a Laravel `.env` works as it is.
+pub(super) const APP_ENV_PREFIXES: &[&str] = &["HERALD_APP_", "REVERB_APP_"];
+
+/// Adds the Pusher app of `<prefix>ID`, `<prefix>KEY` and `<prefix>SECRET` (all three set and
+/// non-empty) to `clients`, unless the file already has a client with that `appId` (the file
+/// wins). Returns which variables were used, for the start-up log.
+pub(super) fn apply_app_env(
+    file: &mut Value,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> Option<&'static str> {
+    for prefix in APP_ENV_PREFIXES {
+        let var = |name: &str| lookup(&format!("{prefix}{name}")).filter(|v| !v.is_empty());
+        let (Some(id), Some(key), Some(secret)) = (var("ID"), var("KEY"), var("SECRET")) else {
+            continue;
+        };
+        if !file.is_object() {
+            *file = Value::Object(Map::new());
+        }
+        let Value::Object(root) = file else {
+            return None;
+        };
+        let clients = root
+            .entry("clients")
+            .or_insert_with(|| Value::Array(Vec::new()));
+        if !clients.is_array() {
+            return None; // validation reports the bad `clients`
+        }
+        let Value::Array(clients) = clients else {
+            return None;
+        };
+        if clients
+            .iter()
+            .any(|c| c.get("appId").and_then(Value::as_str) == Some(id.as_str()))
+        {
+            return None;
+        }
+        let mut app = Map::new();
+        app.insert("appId".to_owned(), Value::String(id));
+        app.insert("key".to_owned(), Value::String(key));
+        app.insert("secret".to_owned(), Value::String(secret));
+        clients.push(Value::Object(app));
+        return Some(if *prefix == "HERALD_APP_" {
+            "clients (HERALD_APP_ID/KEY/SECRET)"
+        } else {
+            "clients (REVERB_APP_ID/KEY/SECRET)"
+        });
+    }
+    None
+}
+
 /// Sets `a.b.c` in `root`, replacing any non-object on the way by an object.
 fn set_path(root: &mut Value, path: &str, value: Value) {
     let mut node = root;
@@ -93,6 +144,58 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         move |k| map.get(k).cloned()
+    }
+
+    #[test]
+    fn a_pusher_app_comes_from_herald_or_reverb_variables() {
+        let mut file = json!({});
+        let used = apply_app_env(
+            &mut file,
+            env(&[
+                ("REVERB_APP_ID", "r"),
+                ("REVERB_APP_KEY", "rk"),
+                ("REVERB_APP_SECRET", "rs"),
+            ]),
+        );
+        assert_eq!(used, Some("clients (REVERB_APP_ID/KEY/SECRET)"));
+        assert_eq!(
+            file,
+            json!({"clients": [{"appId": "r", "key": "rk", "secret": "rs"}]})
+        );
+
+        let mut file = json!({"clients": [{"appId": "a", "key": "k"}]});
+        let both = env(&[
+            ("HERALD_APP_ID", "h"),
+            ("HERALD_APP_KEY", "hk"),
+            ("HERALD_APP_SECRET", "hs"),
+            ("REVERB_APP_ID", "r"),
+            ("REVERB_APP_KEY", "rk"),
+            ("REVERB_APP_SECRET", "rs"),
+        ]);
+        assert_eq!(
+            apply_app_env(&mut file, both),
+            Some("clients (HERALD_APP_ID/KEY/SECRET)")
+        );
+        assert_eq!(
+            file["clients"][1],
+            json!({"appId": "h", "key": "hk", "secret": "hs"})
+        );
+
+        let mut file = json!({"clients": [{"appId": "h", "key": "file"}]});
+        let same_id = env(&[
+            ("HERALD_APP_ID", "h"),
+            ("HERALD_APP_KEY", "x"),
+            ("HERALD_APP_SECRET", "y"),
+        ]);
+        assert_eq!(apply_app_env(&mut file, same_id), None, "the file wins");
+        let partial = env(&[("HERALD_APP_ID", "h"), ("HERALD_APP_KEY", "x")]);
+        let mut file = json!({});
+        assert_eq!(
+            apply_app_env(&mut file, partial),
+            None,
+            "a secret is required"
+        );
+        assert_eq!(file, json!({}));
     }
 
     #[test]

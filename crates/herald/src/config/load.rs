@@ -129,7 +129,10 @@ pub fn load(path: PathBuf, explicit: bool) -> Result<LoadedConfig, LoadError> {
             ConfigSource::Embedded(path),
         )
     };
-    let env_overrides = apply_env_overrides(&mut file, |name| std::env::var(name).ok());
+    let mut env_overrides = apply_env_overrides(&mut file, |name| std::env::var(name).ok());
+    env_overrides.extend(super::env::apply_app_env(&mut file, |name| {
+        std::env::var(name).ok()
+    }));
     let mut options = default_options();
     deep_merge(&mut options, file);
     let (mut config, warnings) = Config::from_merged(&options).map_err(LoadError::Values)?;
