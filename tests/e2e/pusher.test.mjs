@@ -319,12 +319,17 @@ describe('the signed HTTP API with the Node pusher SDK', () => {
       await subscribed(echo.pusher, 'read-me');
       await waitUntil(() => here.length === 1, { what: 'presence joined' });
       const channels = await (await sdk.get({ path: '/channels' })).json();
-      assert.ok('read-me' in channels.channels && 'presence-readers' in channels.channels, JSON.stringify(channels));
+      assert.deepEqual(channels.channels['read-me'], {}, "Pusher's shape: {} per occupied channel");
+      assert.ok('presence-readers' in channels.channels, JSON.stringify(channels));
+      const presence = await (await sdk.get({ path: '/channels', params: { filter_by_prefix: 'presence-', info: 'user_count' } })).json();
+      assert.deepEqual(presence, { channels: { 'presence-readers': { user_count: 1 } } });
+      await assert.rejects(sdk.get({ path: '/channels', params: { info: 'user_count' } }), (e) => e.status === 400 && /filter_by_prefix=presence-/.test(e.body));
       const one = await (await sdk.get({ path: '/channels/read-me', params: { info: 'subscription_count' } })).json();
-      assert.equal(one.occupied, true);
-      assert.equal(one.subscription_count, 1);
+      assert.deepEqual(one, { occupied: true, subscription_count: 1 });
+      const room = await (await sdk.get({ path: '/channels/presence-readers', params: { info: 'user_count,subscription_count' } })).json();
+      assert.deepEqual(room, { occupied: true, user_count: 1, subscription_count: 1 });
       const users = await (await sdk.get({ path: '/channels/presence-readers/users' })).json();
-      assert.deepEqual(users.users.map((u) => String(u.id)), ['reader']);
+      assert.deepEqual(users, { users: [{ id: 'reader' }] });
     } finally {
       echo.close();
     }

@@ -17,6 +17,11 @@ pub(super) struct AuthorizedApp {
 }
 
 impl AuthorizedApp {
+    /// Whether the app is a Pusher app: its answers take Pusher's shapes.
+    pub(super) fn is_pusher(&self) -> bool {
+        self.signed.is_some()
+    }
+
     /// Checks that `body` is the one signed (`body_md5`); always true for unsigned apps.
     pub(super) fn check_body(&self, body: &[u8]) -> Result<(), ApiError> {
         match &self.signed {

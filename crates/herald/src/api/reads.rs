@@ -30,40 +30,94 @@ pub(super) async fn status(_: AuthorizedApp, State(state): State<ApiState>) -> J
     }))
 }
 
-/// `?filter_by_prefix=` of `/channels`.
+/// `?filter_by_prefix=` and `?info=` of the channel reads.
 #[derive(Deserialize)]
 pub(super) struct ChannelsQuery {
     filter_by_prefix: Option<String>,
+    info: Option<String>,
 }
 
-/// `GET /apps/{appId}/channels[?filter_by_prefix=x]`.
+impl ChannelsQuery {
+    /// Whether `info=` asks for `attribute` (a comma-separated list).
+    fn wants(&self, attribute: &str) -> bool {
+        self.info
+            .as_deref()
+            .is_some_and(|info| info.split(',').any(|a| a.trim() == attribute))
+    }
+}
+
+/// `GET /apps/{appId}/channels[?filter_by_prefix=x]`: occupied channels. A Pusher app gets
+/// Pusher's shape: `{}` per channel, plus the `info=` attributes it asked for.
 pub(super) async fn channels(
-    _: AuthorizedApp,
+    app: AuthorizedApp,
     State(state): State<ApiState>,
     Query(query): Query<ChannelsQuery>,
-) -> Json<Value> {
-    let prefix = query.filter_by_prefix.unwrap_or_default();
-    let channels: Map<String, Value> = state
-        .hub
-        .channels(&prefix)
-        .into_iter()
-        .map(|c| {
-            let info = json!({"subscription_count": c.subscription_count, "occupied": true});
-            (c.name, info)
-        })
-        .collect();
-    Json(json!({ "channels": channels }))
+) -> Result<Json<Value>, ApiError> {
+    let prefix = query.filter_by_prefix.clone().unwrap_or_default();
+    let occupied = state.hub.channels(&prefix);
+    if !app.is_pusher() {
+        let channels: Map<String, Value> = occupied
+            .into_iter()
+            .map(|c| {
+                let info = json!({"subscription_count": c.subscription_count, "occupied": true});
+                (c.name, info)
+            })
+            .collect();
+        return Ok(Json(json!({ "channels": channels })));
+    }
+    let user_count = query.wants("user_count");
+    if user_count && !prefix.starts_with("presence-") {
+        return Err(ApiError::BadRequest(
+            "info=user_count needs filter_by_prefix=presence-".to_owned(),
+        ));
+    }
+    let mut channels = Map::new();
+    for c in occupied {
+        let mut info = Map::new();
+        if user_count {
+            let members = state.presence.members(&c.name).await.map_err(unavailable)?;
+            info.insert("user_count".to_owned(), json!(members.len()));
+        }
+        if query.wants("subscription_count") {
+            info.insert("subscription_count".to_owned(), json!(c.subscription_count));
+        }
+        channels.insert(c.name, Value::Object(info));
+    }
+    Ok(Json(json!({ "channels": channels })))
 }
 
-/// `GET /apps/{appId}/channels/{channel}`: `user_count` added for presence channels.
+/// `GET /apps/{appId}/channels/{channel}`: `user_count` added for presence channels. A Pusher
+/// app gets `occupied` and the `info=` attributes it asked for.
 pub(super) async fn channel(
-    _: AuthorizedApp,
+    app: AuthorizedApp,
     State(state): State<ApiState>,
     Path((_, channel)): Path<(String, String)>,
+    Query(query): Query<ChannelsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let count = state.hub.subscription_count(&channel);
+    let presence = ChannelKind::of(&channel) == ChannelKind::Presence;
+    if app.is_pusher() {
+        let mut body = json!({"occupied": count > 0});
+        if query.wants("user_count") {
+            if !presence {
+                return Err(ApiError::BadRequest(
+                    "info=user_count is only possible for presence channels".to_owned(),
+                ));
+            }
+            let members = state
+                .presence
+                .members(&channel)
+                .await
+                .map_err(unavailable)?;
+            body["user_count"] = json!(members.len());
+        }
+        if query.wants("subscription_count") {
+            body["subscription_count"] = json!(count);
+        }
+        return Ok(Json(body));
+    }
     let mut body = json!({"subscription_count": count, "occupied": count > 0});
-    if ChannelKind::of(&channel) == ChannelKind::Presence {
+    if presence {
         let members = state
             .presence
             .members(&channel)
@@ -74,9 +128,10 @@ pub(super) async fn channel(
     Ok(Json(body))
 }
 
-/// `GET /apps/{appId}/channels/{channel}/users`: one entry per user.
+/// `GET /apps/{appId}/channels/{channel}/users`: one entry per user (Pusher apps: `{"id"}`
+/// with the id as a string, as Pusher answers).
 pub(super) async fn users(
-    _: AuthorizedApp,
+    app: AuthorizedApp,
     State(state): State<ApiState>,
     Path((_, channel)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
@@ -92,7 +147,10 @@ pub(super) async fn users(
         .map_err(unavailable)?;
     let users: Vec<Value> = members
         .iter()
-        .map(|m| json!({"id": m.user_id, "user_info": m.user_info}))
+        .map(|m| match app.is_pusher() {
+            true => json!({"id": m.user_key()}),
+            false => json!({"id": m.user_id, "user_info": m.user_info}),
+        })
         .collect();
     Ok(Json(json!({ "users": users })))
 }
