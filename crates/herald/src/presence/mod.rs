@@ -23,7 +23,7 @@ pub use sqlite::SqliteStore;
 pub use store::{PresenceStore, Removed, StoreError};
 
 use crate::config::{Config, PresenceDriver};
-use crate::hub::{Hub, SocketId};
+use crate::hub::{Hub, Publication, PublicationKind, SocketId};
 use crate::node::NodeId;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -139,6 +139,46 @@ impl Presence {
             members: dedupe_by_user(live.iter().rev()),
             first_for_user,
         })
+    }
+
+    /// [`Presence::join`], then, if the socket is its user's first in the channel, tells the
+    /// channel's other members (`MemberAdded`, whatever protocol each speaks).
+    pub async fn join_announced(
+        &self,
+        channel: &str,
+        socket_id: &SocketId,
+        channel_data: &Value,
+    ) -> Result<Joined, JoinError> {
+        let joined = self.join(channel, socket_id, channel_data).await?;
+        if joined.first_for_user {
+            self.hub.publish(&Publication::presence(
+                channel,
+                PublicationKind::MemberAdded,
+                &joined.member.public(),
+                Some(socket_id.clone()),
+            ));
+        }
+        Ok(joined)
+    }
+
+    /// [`Presence::leave`], then, if the socket was its user's last in the channel, tells the
+    /// rest (`MemberRemoved`). A store failure is logged: the entry is then a ghost, removed
+    /// when next met.
+    pub async fn leave_announced(&self, channel: &str, socket_id: &SocketId) {
+        match self.leave(channel, socket_id).await {
+            Ok(Some(left)) if left.last_for_user => {
+                self.hub.publish(&Publication::presence(
+                    channel,
+                    PublicationKind::MemberRemoved,
+                    &left.member.public(),
+                    None,
+                ));
+            }
+            Ok(_) => {}
+            Err(e) => crate::console::error(&format!(
+                "could not remove {socket_id} from presence channel {channel}: {e}"
+            )),
+        }
     }
 
     /// Removes `socket_id`'s entry. `None` if it had none (never joined, or already left).

@@ -9,9 +9,10 @@ use super::subscriber::PusherSubscriber;
 use super::{ACTIVITY_TIMEOUT, PONG_TIMEOUT, PusherApp, PusherContext};
 use crate::connection::{Next, Outbox, WebSocket};
 use crate::console;
-use crate::hub::{ChannelKind, Publication, PublicationKind, SocketId, validate_channel_name};
+use crate::hub::{ChannelKind, Publication, SocketId, validate_channel_name};
 use crate::metrics::{PUSHER, metrics};
 use crate::presence::JoinError;
+use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -333,7 +334,7 @@ impl Connection {
         match self
             .ctx
             .presence
-            .join(&channel, self.id(), &channel_data)
+            .join_announced(&channel, self.id(), &channel_data)
             .await
         {
             Ok(joined) => {
@@ -347,14 +348,6 @@ impl Connection {
                 let count = ids.len();
                 let presence = json!({"presence": {"ids": ids, "hash": hash, "count": count}});
                 self.queue(frames::subscription_succeeded(&channel, &presence));
-                if joined.first_for_user {
-                    self.ctx.hub.publish(&Publication::presence(
-                        &channel,
-                        PublicationKind::MemberAdded,
-                        &joined.member.public(),
-                        Some(self.id().clone()),
-                    ));
-                }
                 console::dev(&format!("{} joined channel: {channel}", self.id()));
             }
             Err(e) => {
@@ -380,43 +373,35 @@ impl Connection {
         }
         self.ctx.hub.unsubscribe(channel, self.id());
         if ChannelKind::of(channel) == ChannelKind::Presence {
-            leave_presence(&self.ctx, channel, self.id()).await;
+            self.ctx.presence.leave_announced(channel, self.id()).await;
         }
         console::dev(&format!("{} left channel: {channel}", self.id()));
     }
 
     /// A client event goes to the channel's other subscribers, of both protocols.
     fn client_event(&mut self, frame: ClientFrame) {
-        let reject = |reason: &str| frames::error(Some(codes::CLIENT_EVENT_REJECTED.code), reason);
-        let Some(channel) = frame.channel.as_deref() else {
-            return self.queue(reject("Client event rejected: no channel"));
+        let reject = |reason: &dyn std::fmt::Display| {
+            frames::error(
+                Some(codes::CLIENT_EVENT_REJECTED.code),
+                &format!("Client event rejected: {reason}"),
+            )
         };
-        if !ChannelKind::of(channel).needs_authorization() {
-            return self.queue(reject(
-                "Client event rejected: only private and presence channels carry client events",
-            ));
-        }
-        if !self.channels.contains(channel) {
-            return self.queue(reject(
-                "Client event rejected: subscribe to the channel first",
-            ));
-        }
+        let Some(channel) = frame.channel.as_deref() else {
+            return self.queue(reject(&"no channel"));
+        };
         let data = frame.data.unwrap_or_else(|| {
             serde_json::value::RawValue::from_string("{}".to_owned()).unwrap_or_default()
         });
-        if data.get().len() > self.ctx.client_events.max_bytes {
-            let reason = format!(
-                "Client event rejected: data over {} bytes (whisperMaxBytes)",
-                self.ctx.client_events.max_bytes
-            );
-            return self.queue(reject(&reason));
-        }
-        if !self.client_events.try_acquire() {
-            let reason = format!(
-                "Client event rejected due to rate limit: at most {} per second (whisperRateLimit)",
-                self.ctx.client_events.rate_per_second
-            );
-            return self.queue(reject(&reason));
+        let event = ClientEvent {
+            event: &frame.event,
+            channel,
+            sender_subscribed: self.channels.contains(channel),
+            data_bytes: data.get().len(),
+        };
+        if let Err(refusal) =
+            client_events::check(&event, &self.ctx.client_events, &mut self.client_events)
+        {
+            return self.queue(reject(&refusal));
         }
         let publication = Publication::new(channel, &frame.event, data, Some(self.id().clone()));
         crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
@@ -428,7 +413,7 @@ impl Connection {
         for channel in std::mem::take(&mut self.channels) {
             self.ctx.hub.unsubscribe(&channel, self.id());
             if ChannelKind::of(&channel) == ChannelKind::Presence {
-                leave_presence(&self.ctx, &channel, self.id()).await;
+                self.ctx.presence.leave_announced(&channel, self.id()).await;
             }
         }
         self.ctx.hub.connection_closed();
@@ -440,22 +425,4 @@ impl Connection {
 
 fn subscribe_data(frame: &ClientFrame) -> Option<SubscribeData> {
     serde_json::from_str(frame.data.as_ref()?.get()).ok()
-}
-
-/// Removes a socket from a presence channel and tells the others if its user is gone.
-async fn leave_presence(ctx: &PusherContext, channel: &str, socket_id: &SocketId) {
-    match ctx.presence.leave(channel, socket_id).await {
-        Ok(Some(left)) if left.last_for_user => {
-            ctx.hub.publish(&Publication::presence(
-                channel,
-                PublicationKind::MemberRemoved,
-                &left.member.public(),
-                None,
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => console::error(&format!(
-            "could not remove {socket_id} from presence channel {channel}: {e}"
-        )),
-    }
 }

@@ -7,11 +7,10 @@ use super::in_order::InOrder;
 use super::subscriber::SocketIoSubscriber;
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
-use crate::hub::{
-    ChannelKind, Fanout, Publication, PublicationKind, SocketId, validate_channel_name,
-};
+use crate::hub::{ChannelKind, Fanout, Publication, SocketId, validate_channel_name};
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::JoinError;
+use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
@@ -274,19 +273,10 @@ impl Connection {
     async fn join_presence(&self, socket: &SocketRef, channel: &str, channel_data: Option<Value>) {
         let presence = &self.ctx.presence;
         let data = channel_data.unwrap_or(Value::Null);
-        match presence.join(channel, &self.id, &data).await {
+        match presence.join_announced(channel, &self.id, &data).await {
             Ok(joined) => {
                 let members: Vec<Value> = joined.members.iter().map(|m| m.public()).collect();
                 let _ = socket.emit("presence:subscribed", &(channel, members));
-                if joined.first_for_user {
-                    let member = joined.member.public();
-                    self.ctx.hub.publish(&Publication::presence(
-                        channel,
-                        PublicationKind::MemberAdded,
-                        &member,
-                        Some(self.id.clone()),
-                    ));
-                }
                 // The socket may have gone while the store was written: undo, so nobody
                 // keeps seeing a member that is not there.
                 if !self.is_joined(channel) {
@@ -374,7 +364,7 @@ impl Connection {
                 "whisper {} on {} refused: {reason}",
                 request.event, request.channel
             ));
-            let detail = json!({"event": request.event, "reason": reason});
+            let detail = json!({"event": request.event, "reason": reason.to_string()});
             let _ = socket.emit("whisper_error", &(&request.channel, detail));
             return;
         }
@@ -387,49 +377,21 @@ impl Connection {
         crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
     }
 
-    fn check_whisper(&self, request: &WhisperRequest) -> Result<(), String> {
-        if !request.event.starts_with("client-") {
-            return Err("client event names must start with client-".to_owned());
-        }
-        if !ChannelKind::of(&request.channel).needs_authorization() {
-            return Err("whispers are only allowed on private and presence channels".to_owned());
-        }
-        if !self.ctx.hub.is_subscribed(&request.channel, &self.id) {
-            return Err(
-                "subscribe to the channel (and be authorized) before whispering".to_owned(),
-            );
-        }
-        let limit = self.ctx.whispers.max_bytes;
-        if request.data.get().len() > limit {
-            return Err(format!("data is larger than {limit} bytes"));
-        }
+    fn check_whisper(&self, request: &WhisperRequest) -> Result<(), client_events::Refusal> {
+        let event = ClientEvent {
+            event: &request.event,
+            channel: &request.channel,
+            sender_subscribed: self.ctx.hub.is_subscribed(&request.channel, &self.id),
+            data_bytes: request.data.get().len(),
+        };
         let mut limiter = self.whispers.lock().unwrap_or_else(|p| p.into_inner());
-        if !limiter.try_acquire() {
-            return Err(format!(
-                "rate limit: at most {} whispers per second",
-                self.ctx.whispers.rate_per_second
-            ));
-        }
-        Ok(())
+        client_events::check(&event, &self.ctx.whispers, &mut limiter)
     }
 }
 
 /// Removes a socket from a presence channel and tells the others if its user is gone.
 async fn leave_presence(ctx: Arc<SocketIoContext>, channel: String, socket_id: SocketId) {
-    match ctx.presence.leave(&channel, &socket_id).await {
-        Ok(Some(left)) if left.last_for_user => {
-            ctx.hub.publish(&Publication::presence(
-                &channel,
-                PublicationKind::MemberRemoved,
-                &left.member.public(),
-                None,
-            ));
-        }
-        Ok(_) => {}
-        Err(e) => console::error(&format!(
-            "could not remove {socket_id} from presence channel {channel}: {e}"
-        )),
-    }
+    ctx.presence.leave_announced(&channel, &socket_id).await;
 }
 
 /// `subscription_error(channel, status, {status, reason})`: laravel-echo-server's two

@@ -1,0 +1,129 @@
+//! The rules for client events — Echo's whispers over Socket.IO, `client-…` events over the
+//! Pusher protocol — the same whatever protocol the sender speaks. Each adapter renders a
+//! refusal in its own wire format (`whisper_error`, `pusher:error` 4301).
+
+use crate::config::WhisperOptions;
+use crate::hub::ChannelKind;
+use crate::protocol::rate::RateLimiter;
+use std::fmt;
+
+/// Why a client event was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The event name does not start with `client-`.
+    NotClientEvent,
+    /// Public channels carry no client events (anyone could send them).
+    PublicChannel,
+    /// The sender has not joined (been authorized to) the channel.
+    NotSubscribed,
+    /// `data` is over `whisperMaxBytes`.
+    TooLarge(usize),
+    /// Over `whisperRateLimit` per second.
+    RateLimited(u32),
+}
+
+impl fmt::Display for Refusal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Refusal::NotClientEvent => f.write_str("client event names must start with client-"),
+            Refusal::PublicChannel => {
+                f.write_str("whispers are only allowed on private and presence channels")
+            }
+            Refusal::NotSubscribed => {
+                f.write_str("subscribe to the channel (and be authorized) before whispering")
+            }
+            Refusal::TooLarge(limit) => write!(f, "data is larger than {limit} bytes"),
+            Refusal::RateLimited(rate) => {
+                write!(f, "rate limit: at most {rate} whispers per second")
+            }
+        }
+    }
+}
+
+/// One client event to check.
+pub(crate) struct ClientEvent<'a> {
+    /// Its name (`client-typing`).
+    pub(crate) event: &'a str,
+    /// The channel it is for.
+    pub(crate) channel: &'a str,
+    /// Whether the sender is subscribed to `channel`.
+    pub(crate) sender_subscribed: bool,
+    /// Bytes of its `data` as JSON.
+    pub(crate) data_bytes: usize,
+}
+
+/// Checks `event` against the rules, taking a token from the sender's `limiter` only when
+/// everything else passes.
+pub(crate) fn check(
+    event: &ClientEvent<'_>,
+    options: &WhisperOptions,
+    limiter: &mut RateLimiter,
+) -> Result<(), Refusal> {
+    if !event.event.starts_with("client-") {
+        return Err(Refusal::NotClientEvent);
+    }
+    if !ChannelKind::of(event.channel).needs_authorization() {
+        return Err(Refusal::PublicChannel);
+    }
+    if !event.sender_subscribed {
+        return Err(Refusal::NotSubscribed);
+    }
+    if event.data_bytes > options.max_bytes {
+        return Err(Refusal::TooLarge(options.max_bytes));
+    }
+    if !limiter.try_acquire() {
+        return Err(Refusal::RateLimited(options.rate_per_second));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event<'a>(
+        name: &'a str,
+        channel: &'a str,
+        subscribed: bool,
+        bytes: usize,
+    ) -> ClientEvent<'a> {
+        ClientEvent {
+            event: name,
+            channel,
+            sender_subscribed: subscribed,
+            data_bytes: bytes,
+        }
+    }
+
+    #[test]
+    fn each_rule_in_order() {
+        let options = WhisperOptions {
+            max_bytes: 10,
+            rate_per_second: 2,
+        };
+        let mut limiter = RateLimiter::per_second(2);
+        let mut check = |e: ClientEvent<'_>| check(&e, &options, &mut limiter);
+        assert_eq!(
+            check(event("typing", "private-a", true, 1)),
+            Err(Refusal::NotClientEvent)
+        );
+        assert_eq!(
+            check(event("client-t", "a", true, 1)),
+            Err(Refusal::PublicChannel)
+        );
+        assert_eq!(
+            check(event("client-t", "private-a", false, 1)),
+            Err(Refusal::NotSubscribed)
+        );
+        assert_eq!(
+            check(event("client-t", "presence-a", true, 11)),
+            Err(Refusal::TooLarge(10))
+        );
+        assert_eq!(check(event("client-t", "presence-a", true, 10)), Ok(()));
+        assert_eq!(check(event("client-t", "private-a", true, 1)), Ok(()));
+        assert_eq!(
+            check(event("client-t", "private-a", true, 1)),
+            Err(Refusal::RateLimited(2))
+        );
+    }
+}
