@@ -5,7 +5,10 @@
 import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import WebSocket from 'ws';
-import { startHerald, startRedis, waitUntil, sleep } from './lib/harness.mjs';
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { startHerald, startRedis, waitUntil, sleep, repoRoot } from './lib/harness.mjs';
 import { connectEcho, listen, recordAll, waitSubscribed } from './lib/clients.mjs';
 import { startAuthEndpoint } from './lib/auth-endpoint.mjs';
 import { PUSHER_APP, connectPusher, connectEchoPusher, startPusherAuthEndpoint } from './lib/pusher-clients.mjs';
@@ -373,5 +376,33 @@ test("a Laravel .env's REVERB_APP_* make a Pusher app, with no config file", asy
     assert.equal((await sdk.trigger('orders', 'E', {})).status, 200);
   } finally {
     await fromEnv.stop();
+  }
+});
+
+test('the Python pusher SDK: trigger, socket_id exclusion, batch, channel and user reads, a wrong secret refused', async () => {
+  const python = process.env.HERALD_PYTHON ?? join(repoRoot, 'tests/e2e/.venv/bin/python');
+  const pusher = await connectPusher(herald.port);
+  const member = await connectEchoPusher(herald.port, { auth: pusherAuth, user: 'py' });
+  try {
+    const got = bind(pusher, 'python-sdk', 'FromPython');
+    await subscribed(pusher, 'python-sdk');
+    const here = [];
+    member.echo.join('python').here((users) => here.push(users));
+    await waitUntil(() => here.length === 1, { what: 'presence member' });
+    const { stdout } = await promisify(execFile)(python, [
+      join(repoRoot, 'tests/e2e/python/sdk_calls.py'), '127.0.0.1', String(herald.port),
+      PUSHER_APP.appId, PUSHER_APP.key, PUSHER_APP.secret, pusher.connection.socket_id,
+    ], { timeout: 30000 });
+    const results = JSON.parse(stdout);
+    await waitUntil(() => got.length === 2, { what: 'the two events not excluded' });
+    await sleep(200);
+    assert.deepEqual(got, [{ n: 1 }, { n: 3 }], 'socket_id excluded the second');
+    assert.deepEqual(results.channels, { channels: { 'presence-python': { user_count: 1 } } });
+    assert.deepEqual(results.channel, { occupied: true, subscription_count: 1 });
+    assert.deepEqual(results.users, { users: [{ id: 'py' }] });
+    assert.match(results.wrong_secret, /auth_signature does not match|401|Unauthorized/i);
+  } finally {
+    pusher.disconnect();
+    member.close();
   }
 });
