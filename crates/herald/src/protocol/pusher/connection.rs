@@ -38,37 +38,12 @@ pub(super) async fn run(
     key: &str,
     protocol: Option<u32>,
 ) {
-    let Some(app) = ctx.apps.by_key(key).cloned() else {
-        let message = "No app has this key: use the key of a `clients` entry with a `secret` (PUSHER_APP_KEY / REVERB_APP_KEY in Laravel's .env)";
-        return refuse(websocket, codes::APP_NOT_FOUND, message).await;
+    let app = match admit(&ctx, key, protocol) {
+        Ok(app) => app,
+        // Boxed, like every rarely used large step: the task's allocation is sized for the
+        // largest state its future can be in, and an idle connection should not carry it.
+        Err((code, message)) => return Box::pin(refuse(websocket, code, message)).await,
     };
-    match protocol {
-        None => {
-            return refuse(
-                websocket,
-                codes::NO_PROTOCOL,
-                "No protocol version: connect with ?protocol=7",
-            )
-            .await;
-        }
-        Some(version) if version < 7 => {
-            return refuse(
-                websocket,
-                codes::UNSUPPORTED_PROTOCOL,
-                "Unsupported protocol version: Herald speaks protocol 7",
-            )
-            .await;
-        }
-        Some(_) => {}
-    }
-    if !ctx.hub.reserve_connection(ctx.limits.max_connections) {
-        return refuse(
-            websocket,
-            codes::OVER_CONNECTION_QUOTA,
-            "Over connection quota: this server holds limits.maxConnections connections",
-        )
-        .await;
-    }
     ctx.hub.connection_opened();
     ctx.open.fetch_add(1, Ordering::Relaxed);
     metrics().connected.get_or_create(&PUSHER).inc();
@@ -89,14 +64,56 @@ pub(super) async fn run(
     if send(&mut websocket, established).await {
         connection.serve(&mut websocket).await;
     }
-    connection.end().await;
+    Box::pin(connection.end()).await;
+}
+
+/// The app of `key`, if the connection may open: a known key, protocol 7 or later, and room
+/// under `limits.maxConnections` (then a place is reserved for it).
+fn admit(
+    ctx: &PusherContext,
+    key: &str,
+    protocol: Option<u32>,
+) -> Result<Arc<PusherApp>, (Code, &'static str)> {
+    let Some(app) = ctx.apps.by_key(key).cloned() else {
+        return Err((
+            codes::APP_NOT_FOUND,
+            "No app has this key: use the key of a `clients` entry with a `secret` (PUSHER_APP_KEY / REVERB_APP_KEY in Laravel's .env)",
+        ));
+    };
+    match protocol {
+        None => {
+            return Err((
+                codes::NO_PROTOCOL,
+                "No protocol version: connect with ?protocol=7",
+            ));
+        }
+        Some(version) if version < 7 => {
+            return Err((
+                codes::UNSUPPORTED_PROTOCOL,
+                "Unsupported protocol version: Herald speaks protocol 7",
+            ));
+        }
+        Some(_) => {}
+    }
+    if !ctx.hub.reserve_connection(ctx.limits.max_connections) {
+        return Err((
+            codes::OVER_CONNECTION_QUOTA,
+            "Over connection quota: this server holds limits.maxConnections connections",
+        ));
+    }
+    Ok(app)
 }
 
 /// Sends `pusher:error` with `code`, and closes with it if it is a closing code.
 async fn refuse(mut websocket: WebSocket, code: Code, message: &str) {
-    let _ = send(&mut websocket, frames::error(Some(code.code), message)).await;
+    say_and_close(&mut websocket, code, message).await;
+}
+
+/// `pusher:error` with `code`, then the close with it if it is a closing code.
+async fn say_and_close(websocket: &mut WebSocket, code: Code, message: &str) {
+    let _ = send(websocket, frames::error(Some(code.code), message)).await;
     if code.closes {
-        close(&mut websocket, code.code, message).await;
+        close(websocket, code.code, message).await;
     }
 }
 
@@ -170,7 +187,10 @@ impl Connection {
                     pinged = false;
                     metrics().ws_messages_received.get_or_create(&PUSHER).inc();
                     match message {
-                        Message::Text(text) => self.on_text(text.as_str()).await,
+                        // Boxed: subscribing (signatures, presence) needs a large future
+                        // for a moment; inline, every idle connection's task would carry
+                        // room for it.
+                        Message::Text(text) => Box::pin(self.on_text(text.as_str())).await,
                         Message::Binary(_) => self.queue(frames::error(
                             None,
                             "Binary frames are not supported: send JSON text",
@@ -191,30 +211,15 @@ impl Connection {
                 Step::Queued(Next::TooSlow) => {
                     self.too_slow();
                     let reason = "Too slow: events were queued faster than they were read";
-                    let _ =
-                        send(websocket, frames::error(Some(codes::TOO_SLOW.code), reason)).await;
-                    close(websocket, codes::TOO_SLOW.code, reason).await;
-                    return;
+                    return Box::pin(say_and_close(websocket, codes::TOO_SLOW, reason)).await;
                 }
                 Step::ShuttingDown => {
                     let reason = "Server shutting down: reconnect";
-                    let _ = send(
-                        websocket,
-                        frames::error(Some(codes::RECONNECT.code), reason),
-                    )
-                    .await;
-                    close(websocket, codes::RECONNECT.code, reason).await;
-                    return;
+                    return Box::pin(say_and_close(websocket, codes::RECONNECT, reason)).await;
                 }
                 Step::Silent if pinged => {
                     let reason = "Pong reply not received in time";
-                    let _ = send(
-                        websocket,
-                        frames::error(Some(codes::PONG_TIMEOUT.code), reason),
-                    )
-                    .await;
-                    close(websocket, codes::PONG_TIMEOUT.code, reason).await;
-                    return;
+                    return Box::pin(say_and_close(websocket, codes::PONG_TIMEOUT, reason)).await;
                 }
                 Step::Silent => {
                     pinged = true;
