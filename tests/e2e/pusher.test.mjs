@@ -14,6 +14,7 @@ import { startAuthEndpoint } from './lib/auth-endpoint.mjs';
 import { PUSHER_APP, connectPusher, connectEchoPusher, startPusherAuthEndpoint } from './lib/pusher-clients.mjs';
 
 const API = { appId: 'app', key: 'key' };
+const QUIET_APP = { appId: '4343', key: 'quiet-key', secret: 'quiet-secret', enableClientMessages: false };
 let redis;
 let herald;
 let echoAuth; // laravel-echo-server style, for the Socket.IO clients
@@ -25,7 +26,7 @@ before(async () => {
   pusherAuth = await startPusherAuthEndpoint();
   herald = await startHerald({
     config: {
-      clients: [API, PUSHER_APP],
+      clients: [API, PUSHER_APP, QUIET_APP],
       authHost: echoAuth.url,
       database: 'redis',
       databaseConfig: { redis: { port: redis.port } },
@@ -199,6 +200,22 @@ test('client events cross protocols: a pusher-js client event reaches a Socket.I
 });
 
 describe('raw frames: error and close codes', () => {
+  test('an app with enableClientMessages: false refuses client events with 4301', async () => {
+    const { createHmac } = await import('node:crypto');
+    const c = await raw(`/app/${QUIET_APP.key}?protocol=7`);
+    await waitUntil(() => c.frames.length === 1, { what: 'connection_established' });
+    const socketId = JSON.parse(c.frames[0].data).socket_id;
+    const signature = createHmac('sha256', QUIET_APP.secret).update(`${socketId}:private-quiet`).digest('hex');
+    c.send({ event: 'pusher:subscribe', data: { channel: 'private-quiet', auth: `${QUIET_APP.key}:${signature}` } });
+    await waitUntil(() => c.frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'), { what: 'subscribed with a signature made by hand' });
+    c.send({ event: 'client-typing', channel: 'private-quiet', data: {} });
+    await waitUntil(() => c.frames.some((f) => f.event === 'pusher:error'), { what: 'the refusal' });
+    const refusal = c.frames.find((f) => f.event === 'pusher:error');
+    assert.equal(refusal.data.code, 4301);
+    assert.match(refusal.data.message, /disabled for this app \(enableClientMessages\)/);
+    c.ws.close();
+  });
+
   test('an unknown key: pusher:error 4001, then close 4001', async () => {
     const c = await raw('/app/no-such-key?protocol=7');
     const { code } = await c.closed;

@@ -131,6 +131,9 @@ pub struct ApiClient {
     /// The Pusher app secret: signs channel authorizations and HTTP API requests. Apps without
     /// one serve only laravel-echo-server's protocol and API.
     pub secret: Option<String>,
+    /// Whether the app's Pusher connections may send client events (`enableClientMessages`,
+    /// soketi's name; default true, like laravel-echo-server's whispers).
+    pub client_messages: bool,
 }
 
 /// The presence store named by `database`.
@@ -481,11 +484,24 @@ fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 None
             }
         };
+        let client_messages = match item.get("enableClientMessages") {
+            None | Some(Value::Null) => true,
+            Some(Value::Bool(enabled)) => *enabled,
+            Some(other) => {
+                r.fail(
+                    &format!("clients[{i}].enableClientMessages"),
+                    other,
+                    "true or false",
+                );
+                true
+            }
+        };
         match (app_id, key) {
             (Some(app_id), Some(key)) => clients.push(ApiClient {
                 app_id: app_id.to_owned(),
                 key: key.to_owned(),
                 secret,
+                client_messages,
             }),
             _ => r.fail(
                 &format!("clients[{i}]"),
@@ -671,6 +687,29 @@ mod tests {
                 .any(|w| w.contains("unknown config key `prot`"))
         );
         assert!(warnings.iter().any(|w| w.contains("`referrers`")));
+    }
+
+    #[test]
+    fn clients_with_a_secret_are_pusher_apps_with_their_options() {
+        let clients = json!({"clients": [
+            {"appId": "1", "key": "k1"},
+            {"appId": "2", "key": "k2", "secret": "s2", "enableClientMessages": false},
+        ]});
+        let (c, _) = Config::from_merged(&merged(clients)).expect("valid");
+        assert_eq!(c.clients[0].secret, None);
+        assert!(
+            c.clients[0].client_messages,
+            "client events are on by default"
+        );
+        assert_eq!(c.clients[1].secret.as_deref(), Some("s2"));
+        assert!(!c.clients[1].client_messages);
+        let bad = json!({"clients": [{"appId": "1", "key": "k", "secret": 5, "enableClientMessages": "no"}]});
+        let errors = Config::from_merged(&merged(bad)).expect_err("invalid");
+        let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
+        assert_eq!(
+            keys,
+            vec!["clients[0].enableClientMessages", "clients[0].secret"]
+        );
     }
 
     #[test]

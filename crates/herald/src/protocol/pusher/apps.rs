@@ -13,6 +13,8 @@ pub struct PusherApp {
     pub key: String,
     /// Signs subscriptions and API requests.
     pub secret: String,
+    /// Whether its connections may send client events (`enableClientMessages`).
+    pub client_messages: bool,
 }
 
 /// The Pusher apps by key.
@@ -32,6 +34,7 @@ impl PusherApps {
                     id: client.app_id.clone(),
                     key: client.key.clone(),
                     secret,
+                    client_messages: client.client_messages,
                 };
                 Some((app.key.clone(), Arc::new(app)))
             })

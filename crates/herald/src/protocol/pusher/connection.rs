@@ -391,6 +391,11 @@ impl Connection {
                 &format!("Client event rejected: {reason}"),
             )
         };
+        if !self.app.client_messages {
+            return self.queue(reject(
+                &"client events are disabled for this app (enableClientMessages)",
+            ));
+        }
         let Some(channel) = frame.channel.as_deref() else {
             return self.queue(reject(&"no channel"));
         };

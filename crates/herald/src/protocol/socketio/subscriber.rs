@@ -157,7 +157,14 @@ fn disconnect_if_full(socket: SocketRef) {
 /// The Socket.IO event name of a publication, or `None` if Socket.IO cannot carry it.
 fn event_name(publication: &Publication) -> Option<&str> {
     match publication.kind {
-        PublicationKind::Event if is_reserved_event_name(&publication.event) => None,
+        PublicationKind::Event if is_reserved_event_name(&publication.event) => {
+            // Said here, where it is skipped: Pusher clients on the channel do receive it.
+            crate::console::warning(&format!(
+                "Event {:?} on channel {} is a name Socket.IO reserves for its own use; Socket.IO clients will not receive it. Rename it with broadcastAs().",
+                publication.event, publication.channel
+            ));
+            None
+        }
         PublicationKind::Event => Some(&publication.event),
         PublicationKind::MemberAdded => Some("presence:joining"),
         PublicationKind::MemberRemoved => Some("presence:leaving"),
