@@ -708,7 +708,7 @@ mod tests {
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();
         assert_eq!(
             keys,
-            vec!["clients[0].enableClientMessages", "clients[0].secret"]
+            vec!["clients[0].secret", "clients[0].enableClientMessages"]
         );
     }
 
