@@ -102,6 +102,14 @@ impl Outbox {
         }
     }
 
+    /// The next frame if one is waiting (none once the queue overflowed), without waiting.
+    pub fn pop(&self) -> Option<Bytes> {
+        match self.try_next()? {
+            Next::Frame(frame) => Some(frame),
+            Next::TooSlow => None,
+        }
+    }
+
     /// Resolves once the queue has overflowed: a task blocked writing to a client that does
     /// not read learns it at once, not when its write times out.
     pub async fn overflowed(&self) {

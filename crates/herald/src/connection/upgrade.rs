@@ -88,6 +88,9 @@ pub fn upgrade(request: &mut Request<Body>) -> Result<Accepted, Box<Response<Bod
         let upgraded = on_upgrade.await.ok()?;
         let config = WebSocketConfig::default()
             .read_buffer_size(READ_CHUNK)
+            // Frames go to the socket as they are fed: tungstenite's 128 KiB default would let
+            // a burst leave that much buffer behind on a connection that then idles.
+            .write_buffer_size(0)
             .max_message_size(Some(MAX_CLIENT_MESSAGE))
             .max_frame_size(Some(MAX_CLIENT_MESSAGE));
         Some(

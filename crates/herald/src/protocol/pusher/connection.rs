@@ -141,6 +141,21 @@ async fn send(websocket: &mut WebSocket, frame: Bytes) -> bool {
     )
 }
 
+/// Writes `first` and every frame queued behind it, then flushes once; false if the client is
+/// gone. No timer of its own: the caller races it against the queue's overflow and silence.
+async fn write_queued(websocket: &mut WebSocket, first: Bytes, outbox: &Outbox) -> bool {
+    let mut next = Some(first);
+    while let Some(frame) = next {
+        if let Ok(text) = Utf8Bytes::try_from(frame)
+            && websocket.feed(Message::Text(text)).await.is_err()
+        {
+            return false;
+        }
+        next = outbox.pop();
+    }
+    websocket.flush().await.is_ok()
+}
+
 /// What woke the connection's task.
 enum Step {
     Received(Option<Result<Message, tokio_tungstenite::tungstenite::Error>>),
@@ -171,19 +186,26 @@ impl Connection {
     /// Reads and writes until the client leaves, stops answering, or reads too slowly.
     async fn serve(&mut self, websocket: &mut WebSocket) {
         let outbox = self.subscriber.outbox.clone();
-        let mut deadline = Instant::now() + ACTIVITY_TIMEOUT;
-        let mut pinged = false;
+        // One timer and one shutdown watch for the connection's life, moved rather than made
+        // anew per frame: a timer registered and dropped per delivery cost a third of the
+        // Pusher path's throughput (docs/performance.md).
+        let silence = tokio::time::sleep(ACTIVITY_TIMEOUT);
+        tokio::pin!(silence);
         let mut shutdown = self.ctx.shutdown.clone();
+        let stopping = shutdown.wait_for(|stopping| *stopping);
+        tokio::pin!(stopping);
+        let mut pinged = false;
         loop {
             let step = tokio::select! {
-                message = websocket.next() => Step::Received(message),
+                biased;
+                _ = &mut stopping => Step::ShuttingDown,
                 next = outbox.next() => Step::Queued(next),
-                () = tokio::time::sleep_until(deadline) => Step::Silent,
-                _ = shutdown.wait_for(|stopping| *stopping) => Step::ShuttingDown,
+                message = websocket.next() => Step::Received(message),
+                () = &mut silence => Step::Silent,
             };
             match step {
                 Step::Received(Some(Ok(message))) => {
-                    deadline = Instant::now() + ACTIVITY_TIMEOUT;
+                    silence.as_mut().reset(Instant::now() + ACTIVITY_TIMEOUT);
                     pinged = false;
                     metrics().ws_messages_received.get_or_create(&PUSHER).inc();
                     match message {
@@ -201,11 +223,27 @@ impl Connection {
                 }
                 Step::Received(_) => return,
                 Step::Queued(Next::Frame(frame)) => {
-                    tokio::select! {
-                        sent = send(websocket, frame) => if !sent { return },
-                        // Blocked writing to a client that does not read: its queue overflowed
-                        // meanwhile. Drop it now; a close frame could not reach it anyway.
-                        () = outbox.overflowed() => return self.too_slow(),
+                    let write = write_queued(websocket, frame, &outbox);
+                    tokio::pin!(write);
+                    let mut stalled = false;
+                    loop {
+                        tokio::select! {
+                            biased;
+                            written = &mut write => if written { break } else { return },
+                            // Blocked writing to a client that does not read: its queue
+                            // overflowed meanwhile. Drop it now; a close frame could not
+                            // reach it anyway.
+                            () = outbox.overflowed() => return self.too_slow(),
+                            // Silent for the whole activity timeout and not reading either:
+                            // one more pong timeout for the write to go through.
+                            () = &mut silence => {
+                                if stalled {
+                                    return;
+                                }
+                                stalled = true;
+                                silence.as_mut().reset(Instant::now() + PONG_TIMEOUT);
+                            }
+                        }
                     }
                 }
                 Step::Queued(Next::TooSlow) => {
@@ -223,7 +261,7 @@ impl Connection {
                 }
                 Step::Silent => {
                     pinged = true;
-                    deadline = Instant::now() + PONG_TIMEOUT;
+                    silence.as_mut().reset(Instant::now() + PONG_TIMEOUT);
                     if !send(websocket, frames::ping()).await {
                         return;
                     }
