@@ -33,14 +33,24 @@ pub(super) async fn publish(
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let body = signed_body(&app, &state, body)?;
+    let request = parse_event_request(&body)?;
+    publish_request(&state, request)?;
+    Ok(Json(json!({"message": "ok"})))
+}
+
+/// The request body, within `limits.maxEventBytes` and, for a Pusher app, the one it signed.
+fn signed_body(
+    app: &AuthorizedApp,
+    state: &ApiState,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Bytes, ApiError> {
     let body = body.map_err(|e| match e {
         BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(state.max_event_bytes),
         other => ApiError::BadRequest(other.body_text()),
     })?;
     app.check_body(&body)?;
-    let request = parse_event_request(&body)?;
-    publish_request(&state, request)?;
-    Ok(Json(json!({"message": "ok"})))
+    Ok(body)
 }
 
 /// Most events one `batch_events` request may carry (Pusher's limit).
@@ -53,11 +63,7 @@ pub(super) async fn publish_batch(
     State(state): State<ApiState>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let body = body.map_err(|e| match e {
-        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(state.max_event_bytes),
-        other => ApiError::BadRequest(other.body_text()),
-    })?;
-    app.check_body(&body)?;
+    let body = signed_body(&app, &state, body)?;
     let value: Value = serde_json::from_slice(&body)
         .map_err(|e| ApiError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
     let Some(Value::Array(batch)) = value.get("batch") else {

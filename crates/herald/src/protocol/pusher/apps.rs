@@ -47,9 +47,4 @@ impl PusherApps {
     pub fn by_key(&self, key: &str) -> Option<&Arc<PusherApp>> {
         self.by_key.get(key)
     }
-
-    /// Whether any app speaks the Pusher protocol.
-    pub fn is_empty(&self) -> bool {
-        self.by_key.is_empty()
-    }
 }
