@@ -15,6 +15,7 @@ import { PUSHER_APP, connectPusher, connectEchoPusher, startPusherAuthEndpoint }
 
 const API = { appId: 'app', key: 'key' };
 const QUIET_APP = { appId: '4343', key: 'quiet-key', secret: 'quiet-secret', enableClientMessages: false };
+const SMALL_APP = { appId: '4444', key: 'small-key', secret: 'small-secret', maxConnections: 1 };
 let redis;
 let herald;
 let echoAuth; // laravel-echo-server style, for the Socket.IO clients
@@ -26,7 +27,7 @@ before(async () => {
   pusherAuth = await startPusherAuthEndpoint();
   herald = await startHerald({
     config: {
-      clients: [API, PUSHER_APP, QUIET_APP],
+      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP],
       authHost: echoAuth.url,
       database: 'redis',
       databaseConfig: { redis: { port: redis.port } },
@@ -222,6 +223,27 @@ describe('raw frames: error and close codes', () => {
     assert.equal(code, 4001);
     assert.equal(c.frames[0].event, 'pusher:error');
     assert.equal(c.frames[0].data.code, 4001);
+  });
+
+  test("an app's maxConnections: the next connection gets 4004, and a place frees when one leaves", async () => {
+    const first = await raw(`/app/${SMALL_APP.key}?protocol=7`);
+    await waitUntil(() => first.frames.length === 1, { what: 'first connected' });
+    assert.equal(first.frames[0].event, 'pusher:connection_established');
+    const second = await raw(`/app/${SMALL_APP.key}?protocol=7`);
+    assert.equal((await second.closed).code, 4004);
+    assert.match(second.frames[0].data.message, /this app holds its maxConnections/);
+    const other = await raw(`/app/${PUSHER_APP.key}?protocol=7`);
+    await waitUntil(() => other.frames.length === 1, { what: 'other apps are not limited' });
+    other.ws.close();
+    first.ws.close();
+    await first.closed;
+    await waitUntil(async () => {
+      const again = await raw(`/app/${SMALL_APP.key}?protocol=7`);
+      await waitUntil(() => again.frames.length === 1, { what: 'an answer' });
+      const ok = again.frames[0].event === 'pusher:connection_established';
+      again.ws.close();
+      return ok;
+    }, { what: 'the place freed' });
   });
 
   test('no protocol version: 4008; protocol 6: 4007', async () => {

@@ -134,6 +134,9 @@ pub struct ApiClient {
     /// Whether the app's Pusher connections may send client events (`enableClientMessages`,
     /// soketi's name; default true, like laravel-echo-server's whispers).
     pub client_messages: bool,
+    /// Most Pusher connections the app may hold at once on this node (`maxConnections`;
+    /// none by default: `limits.maxConnections` still bounds the whole process).
+    pub max_connections: Option<usize>,
 }
 
 /// The presence store named by `database`.
@@ -496,12 +499,29 @@ fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 true
             }
         };
+        let max_connections = match item.get("maxConnections") {
+            None | Some(Value::Null) => None,
+            Some(value) => match value.as_u64() {
+                Some(n) => Some(n as usize),
+                // soketi's "no limit"
+                None if value.as_i64() == Some(-1) => None,
+                None => {
+                    r.fail(
+                        &format!("clients[{i}].maxConnections"),
+                        value,
+                        "a number of connections (or -1 for no limit)",
+                    );
+                    None
+                }
+            },
+        };
         match (app_id, key) {
             (Some(app_id), Some(key)) => clients.push(ApiClient {
                 app_id: app_id.to_owned(),
                 key: key.to_owned(),
                 secret,
                 client_messages,
+                max_connections,
             }),
             _ => r.fail(
                 &format!("clients[{i}]"),
@@ -703,6 +723,11 @@ mod tests {
         );
         assert_eq!(c.clients[1].secret.as_deref(), Some("s2"));
         assert!(!c.clients[1].client_messages);
+        assert_eq!(c.clients[0].max_connections, None);
+        let limited = json!({"clients": [{"appId": "1", "key": "k", "secret": "s", "maxConnections": 2}, {"appId": "2", "key": "j", "maxConnections": -1}]});
+        let (c, _) = Config::from_merged(&merged(limited)).expect("valid");
+        assert_eq!(c.clients[0].max_connections, Some(2));
+        assert_eq!(c.clients[1].max_connections, None);
         let bad = json!({"clients": [{"appId": "1", "key": "k", "secret": 5, "enableClientMessages": "no"}]});
         let errors = Config::from_merged(&merged(bad)).expect_err("invalid");
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();

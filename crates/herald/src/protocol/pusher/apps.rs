@@ -3,9 +3,10 @@
 use crate::config::ApiClient;
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// One Pusher app.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct PusherApp {
     /// `appId`: the `{app_id}` of the HTTP API.
     pub id: String,
@@ -15,6 +16,27 @@ pub struct PusherApp {
     pub secret: String,
     /// Whether its connections may send client events (`enableClientMessages`).
     pub client_messages: bool,
+    /// Most connections at once on this node (`maxConnections`).
+    pub max_connections: Option<usize>,
+    /// Its connections open now on this node.
+    pub connections: AtomicUsize,
+}
+
+impl PusherApp {
+    /// Takes a connection place, unless the app holds `maxConnections` already.
+    pub fn take_connection(&self) -> bool {
+        let limit = self.max_connections.unwrap_or(usize::MAX);
+        self.connections
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
+                (open < limit).then_some(open + 1)
+            })
+            .is_ok()
+    }
+
+    /// Gives a connection place back.
+    pub fn release_connection(&self) {
+        self.connections.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// The Pusher apps by key.
@@ -35,6 +57,8 @@ impl PusherApps {
                     key: client.key.clone(),
                     secret,
                     client_messages: client.client_messages,
+                    max_connections: client.max_connections,
+                    connections: AtomicUsize::new(0),
                 };
                 Some((app.key.clone(), Arc::new(app)))
             })

@@ -68,7 +68,7 @@ pub(super) async fn run(
 }
 
 /// The app of `key`, if the connection may open: a known key, protocol 7 or later, and room
-/// under `limits.maxConnections` (then a place is reserved for it).
+/// under the app's `maxConnections` and `limits.maxConnections` (then a place is taken in both).
 fn admit(
     ctx: &PusherContext,
     key: &str,
@@ -95,7 +95,14 @@ fn admit(
         }
         Some(_) => {}
     }
+    if !app.take_connection() {
+        return Err((
+            codes::OVER_CONNECTION_QUOTA,
+            "Over connection quota: this app holds its maxConnections connections",
+        ));
+    }
     if !ctx.hub.reserve_connection(ctx.limits.max_connections) {
+        app.release_connection();
         return Err((
             codes::OVER_CONNECTION_QUOTA,
             "Over connection quota: this server holds limits.maxConnections connections",
@@ -465,6 +472,7 @@ impl Connection {
             }
         }
         self.ctx.hub.connection_closed();
+        self.app.release_connection();
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         metrics().connected.get_or_create(&PUSHER).dec();
         metrics().new_disconnections.get_or_create(&PUSHER).inc();
