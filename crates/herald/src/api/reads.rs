@@ -75,8 +75,10 @@ pub(super) async fn channels(
     for c in occupied {
         let mut info = Map::new();
         if user_count {
-            let members = state.presence.members(&c.name).await.map_err(unavailable)?;
-            info.insert("user_count".to_owned(), json!(members.len()));
+            info.insert(
+                "user_count".to_owned(),
+                json!(live_users(&state, &c.name).await?),
+            );
         }
         if query.wants("subscription_count") {
             info.insert("subscription_count".to_owned(), json!(c.subscription_count));
@@ -104,12 +106,7 @@ pub(super) async fn channel(
                     "info=user_count is only possible for presence channels".to_owned(),
                 ));
             }
-            let members = state
-                .presence
-                .members(&channel)
-                .await
-                .map_err(unavailable)?;
-            body["user_count"] = json!(members.len());
+            body["user_count"] = json!(live_users(&state, &channel).await?);
         }
         if query.wants("subscription_count") {
             body["subscription_count"] = json!(count);
@@ -118,12 +115,7 @@ pub(super) async fn channel(
     }
     let mut body = json!({"subscription_count": count, "occupied": count > 0});
     if presence {
-        let members = state
-            .presence
-            .members(&channel)
-            .await
-            .map_err(unavailable)?;
-        body["user_count"] = json!(members.len());
+        body["user_count"] = json!(live_users(&state, &channel).await?);
     }
     Ok(Json(body))
 }
@@ -153,6 +145,16 @@ pub(super) async fn users(
         })
         .collect();
     Ok(Json(json!({ "users": users })))
+}
+
+/// Live users of a presence channel.
+async fn live_users(state: &ApiState, channel: &str) -> Result<usize, ApiError> {
+    Ok(state
+        .presence
+        .members(channel)
+        .await
+        .map_err(unavailable)?
+        .len())
 }
 
 fn unavailable(e: crate::presence::StoreError) -> ApiError {

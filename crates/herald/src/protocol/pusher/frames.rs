@@ -100,10 +100,15 @@ pub(super) fn publication(publication: &Publication) -> Option<Bytes> {
 /// Channel event data travels as a string: a string stays as it is, anything else (Laravel's
 /// Redis broadcaster and laravel-echo-server's API send objects) is sent as its JSON text.
 fn data_string(data: &RawValue) -> Value {
-    match serde_json::from_str::<Value>(data.get()) {
-        Ok(Value::String(s)) => Value::String(s),
-        _ => Value::String(data.get().to_owned()),
+    // Only a JSON string is decoded; an object is not parsed into a tree just to learn it is
+    // not a string (this runs once per publish).
+    let text = data.get();
+    if text.starts_with('"')
+        && let Ok(decoded) = serde_json::from_str::<String>(text)
+    {
+        return Value::String(decoded);
     }
+    Value::String(text.to_owned())
 }
 
 /// `{"user_id": "<id as text>", "user_info"?}` as a string, from a member's public JSON.
