@@ -200,6 +200,32 @@ test('client events cross protocols: a pusher-js client event reaches a Socket.I
   }
 });
 
+test("a presence member's client events say who sent them (user_id), from pusher-js and from a Socket.IO whisper", async () => {
+  const sender = await connectPusher(herald.port, { auth: pusherAuth, user: 'a1' });
+  const receiver = await connectPusher(herald.port, { auth: pusherAuth, user: 'b1' });
+  const sio = await connectEcho(herald.url, { echo: 2, sio: 4, auth: { headers: { Authorization: 'Bearer user-9' } } });
+  try {
+    const received = [];
+    receiver.subscribe('presence-typing').bind('client-typing', (data, metadata) => received.push({ data, user: metadata?.user_id }));
+    const channel = sender.subscribe('presence-typing');
+    const sioEvents = recordAll(sio.socket);
+    sio.echo.join('typing');
+    await subscribed(sender, 'presence-typing');
+    await subscribed(receiver, 'presence-typing');
+    await waitUntil(() => sioEvents.some((e) => e[0] === 'presence:subscribed'), { what: 'socket.io joined' });
+    channel.trigger('client-typing', { from: 'pusher' });
+    await waitUntil(() => received.length === 1, { what: 'the pusher client event' });
+    assert.deepEqual(received[0], { data: { from: 'pusher' }, user: 'a1' });
+    sio.echo.join('typing').whisper('typing', { from: 'socket.io' });
+    await waitUntil(() => received.length === 2, { what: 'the socket.io whisper' });
+    assert.deepEqual(received[1], { data: { from: 'socket.io' }, user: '9' });
+  } finally {
+    sender.disconnect();
+    receiver.disconnect();
+    sio.close();
+  }
+});
+
 describe('raw frames: error and close codes', () => {
   test('an app with enableClientMessages: false refuses client events with 4301', async () => {
     const { createHmac } = await import('node:crypto');

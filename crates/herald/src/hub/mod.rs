@@ -11,7 +11,7 @@ mod registry;
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, validate_channel_name,
 };
-pub use publication::{Publication, PublicationKind, SocketId};
+pub use publication::{Member, Message, Publication, SocketId, user_id_text};
 pub use registry::{ChannelInfo, Hub};
 
 use bytes::Bytes;

@@ -1,5 +1,6 @@
 //! An event on its way to a channel's subscribers.
 
+use serde_json::Value;
 use serde_json::value::RawValue;
 use std::fmt;
 use std::sync::Arc;
@@ -38,35 +39,65 @@ impl std::borrow::Borrow<str> for SocketId {
     }
 }
 
-/// What a publication is, so each protocol can name it its own way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PublicationKind {
-    /// An app event or a whisper, delivered under its own name.
-    Event,
-    /// A user joined a presence channel (`data` is the member).
-    MemberAdded,
-    /// A user left a presence channel (`data` is the member).
-    MemberRemoved,
+/// A presence member as every protocol shows it to the others in the channel: the app's user
+/// id and what the channel callback returned about the user, never a socket id.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Member {
+    /// The app's user id, a JSON string or number as the app sent it (Socket.IO clients see
+    /// it as sent; the Pusher protocol turns it into text).
+    pub user_id: Value,
+    /// `user_info` from the channel data, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_info: Option<Value>,
 }
 
-/// An event for one channel. `data` is kept as the exact JSON text received, so it reaches
-/// clients untouched (key order, number precision, escapes).
+impl Member {
+    /// The user id as text: `7` and `"7"` are the same user.
+    pub fn user_id_text(&self) -> String {
+        user_id_text(&self.user_id)
+    }
+}
+
+/// A user id (string or number) as text.
+pub fn user_id_text(id: &Value) -> String {
+    match id {
+        Value::String(text) => text.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// What a publication carries; each protocol names and shapes it its own way.
+#[derive(Debug, Clone)]
+pub enum Message {
+    /// An app event, a whisper or a client event, delivered under its own name.
+    Event {
+        /// Event name, e.g. `App\Events\OrderShipped`.
+        name: Arc<str>,
+        /// Payload as the exact JSON text received, so it reaches clients untouched (key
+        /// order, number precision, escapes).
+        data: Arc<RawValue>,
+        /// The sending member's user id, for a client event on a presence channel.
+        user_id: Option<Arc<str>>,
+    },
+    /// A user joined a presence channel (their first connection in it).
+    MemberAdded(Arc<Member>),
+    /// A user left a presence channel (their last connection in it).
+    MemberRemoved(Arc<Member>),
+}
+
+/// Something for one channel's subscribers.
 #[derive(Debug, Clone)]
 pub struct Publication {
     /// Channel name, without any Redis prefix.
     pub channel: Arc<str>,
-    /// Event name, e.g. `App\Events\OrderShipped`.
-    pub event: Arc<str>,
-    /// Event payload as raw JSON.
-    pub data: Arc<RawValue>,
     /// The sender's socket id (`toOthers`): that connection does not receive it.
     pub except: Option<SocketId>,
-    /// Event, or a presence change.
-    pub kind: PublicationKind,
+    /// The event or presence change.
+    pub message: Message,
 }
 
 impl Publication {
-    /// Builds a publication; `data` must already be valid JSON text.
+    /// An event; `data` must already be valid JSON text.
     pub fn new(
         channel: &str,
         event: &str,
@@ -75,31 +106,49 @@ impl Publication {
     ) -> Publication {
         Publication {
             channel: Arc::from(channel),
-            event: Arc::from(event),
-            data: Arc::from(data),
             except,
-            kind: PublicationKind::Event,
+            message: Message::Event {
+                name: Arc::from(event),
+                data: Arc::from(data),
+                user_id: None,
+            },
         }
     }
 
+    /// A client event from a presence member: receivers learn who sent it.
+    pub fn from_member(mut self, user_id: Option<Arc<str>>) -> Publication {
+        if let Message::Event {
+            user_id: sender, ..
+        } = &mut self.message
+        {
+            *sender = user_id;
+        }
+        self
+    }
+
     /// A presence change on `channel`, for everyone but `except`.
-    pub fn presence(
-        channel: &str,
-        kind: PublicationKind,
-        member: &serde_json::Value,
-        except: Option<SocketId>,
-    ) -> Publication {
-        let data =
-            serde_json::value::to_raw_value(member).unwrap_or_else(|_| Box::<RawValue>::default());
-        // Adapters name presence changes their own way, by `kind`; this name is for logs.
-        let event = match kind {
-            PublicationKind::MemberAdded => "member_added",
-            PublicationKind::MemberRemoved => "member_removed",
-            PublicationKind::Event => "member_updated",
-        };
+    pub fn presence(channel: &str, message: Message, except: Option<SocketId>) -> Publication {
         Publication {
-            kind,
-            ..Publication::new(channel, event, data, except)
+            channel: Arc::from(channel),
+            except,
+            message,
+        }
+    }
+
+    /// The event's name, or the presence change's, for logs and counters.
+    pub fn name(&self) -> &str {
+        match &self.message {
+            Message::Event { name, .. } => name,
+            Message::MemberAdded(_) => "member_added",
+            Message::MemberRemoved(_) => "member_removed",
+        }
+    }
+
+    /// Bytes of the payload as received (0 for a presence change), for the byte counters.
+    pub fn payload_bytes(&self) -> usize {
+        match &self.message {
+            Message::Event { data, .. } => data.get().len(),
+            Message::MemberAdded(_) | Message::MemberRemoved(_) => 0,
         }
     }
 }

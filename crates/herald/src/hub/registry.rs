@@ -183,7 +183,7 @@ impl Hub {
         metrics.ws_messages_sent.inc_by(queued as u64);
         metrics
             .socket_transmitted_bytes
-            .inc_by((queued * publication.data.get().len()) as u64);
+            .inc_by((queued * publication.payload_bytes()) as u64);
         queued
     }
 
@@ -251,7 +251,7 @@ mod tests {
             self.received
                 .lock()
                 .expect("lock")
-                .push(publication.event.to_string());
+                .push(publication.name().to_string());
             self.answer
         }
     }
@@ -335,7 +335,7 @@ mod tests {
     impl Fanout for Group {
         fn fan_out(&self, publication: &Publication, members: usize) -> usize {
             let mut calls = self.calls.lock().expect("calls");
-            calls.push((publication.event.to_string(), members));
+            calls.push((publication.name().to_string(), members));
             members
         }
     }

@@ -1,5 +1,6 @@
 //! A stored presence member: laravel-echo-server's `{user_id, user_info, socketId}`.
 
+use crate::hub::{Member, user_id_text};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -44,25 +45,17 @@ impl MemberEntry {
     /// The member as other clients see it (`presence:subscribed`, `presence:joining`,
     /// `presence:leaving`): `user_id` and `user_info`, never the socket id, which would let a
     /// member act for another's session (docs/security.md).
-    pub fn public(&self) -> Value {
-        let mut value = serde_json::json!({ "user_id": self.user_id });
-        if let Some(info) = &self.user_info {
-            value["user_info"] = info.clone();
+    pub fn public(&self) -> Member {
+        Member {
+            user_id: self.user_id.clone(),
+            user_info: self.user_info.clone(),
         }
-        value
     }
 
     /// The user id as text, for comparisons (`1` and `"1"` are the same user, as in the
     /// original's loose `==`).
     pub fn user_key(&self) -> String {
-        user_key(&self.user_id)
-    }
-}
-
-fn user_key(id: &Value) -> String {
-    match id {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
+        user_id_text(&self.user_id)
     }
 }
 
@@ -76,7 +69,7 @@ pub fn decode_members(stored: Option<String>) -> Vec<MemberEntry> {
 
 /// Whether two user ids denote the same user.
 pub fn same_user(a: &Value, b: &Value) -> bool {
-    user_key(a) == user_key(b)
+    user_id_text(a) == user_id_text(b)
 }
 
 /// Keeps the first entry of each user, in order.
@@ -105,11 +98,8 @@ mod tests {
             serde_json::to_value(&m).expect("json"),
             json!({"user_id": 1, "user_info": {"name": "A"}, "socketId": "s1", "node": "n1"})
         );
-        assert_eq!(
-            m.public(),
-            json!({"user_id": 1, "user_info": {"name": "A"}})
-        );
-        assert!(m.public().get("socketId").is_none());
+        let public = serde_json::to_value(m.public()).expect("json");
+        assert_eq!(public, json!({"user_id": 1, "user_info": {"name": "A"}}));
     }
 
     #[test]

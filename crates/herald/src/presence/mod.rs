@@ -23,7 +23,7 @@ pub use sqlite::SqliteStore;
 pub use store::{PresenceStore, Removed, StoreError};
 
 use crate::config::{Config, PresenceDriver};
-use crate::hub::{Hub, Publication, PublicationKind, SocketId};
+use crate::hub::{Hub, Message, Publication, SocketId};
 use crate::node::NodeId;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -153,8 +153,7 @@ impl Presence {
         if joined.first_for_user {
             self.hub.publish(&Publication::presence(
                 channel,
-                PublicationKind::MemberAdded,
-                &joined.member.public(),
+                Message::MemberAdded(Arc::new(joined.member.public())),
                 Some(socket_id.clone()),
             ));
         }
@@ -169,8 +168,7 @@ impl Presence {
             Ok(Some(left)) if left.last_for_user => {
                 self.hub.publish(&Publication::presence(
                     channel,
-                    PublicationKind::MemberRemoved,
-                    &left.member.public(),
+                    Message::MemberRemoved(Arc::new(left.member.public())),
                     None,
                 ));
             }

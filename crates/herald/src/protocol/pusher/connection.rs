@@ -17,7 +17,7 @@ use crate::protocol::rate::RateLimiter;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -57,7 +57,7 @@ pub(super) async fn run(
         ctx,
         app,
         subscriber,
-        channels: HashSet::new(),
+        channels: HashMap::new(),
     };
     let established =
         frames::connection_established(connection.id().as_str(), ACTIVITY_TIMEOUT.as_secs());
@@ -175,8 +175,9 @@ struct Connection {
     ctx: Arc<PusherContext>,
     app: Arc<PusherApp>,
     subscriber: Arc<PusherSubscriber>,
-    /// Channels subscribed (in the Hub).
-    channels: HashSet<String>,
+    /// Channels subscribed (in the Hub), with the user id this connection is a member as in
+    /// presence ones: its client events there carry it.
+    channels: HashMap<String, Option<Arc<str>>>,
     client_events: RateLimiter,
 }
 
@@ -331,7 +332,7 @@ impl Connection {
             ));
         }
         let kind = ChannelKind::of(&channel);
-        if self.channels.contains(&channel) && kind != ChannelKind::Presence {
+        if self.channels.contains_key(&channel) && kind != ChannelKind::Presence {
             return self.queue(frames::subscription_succeeded(&channel, &json!({})));
         }
         if self.channels.len() >= self.ctx.limits.max_channels_per_connection {
@@ -371,7 +372,7 @@ impl Connection {
             }
         }
         self.ctx.hub.subscribe(&channel, self.subscriber.clone());
-        self.channels.insert(channel.clone());
+        self.channels.insert(channel.clone(), None);
         if kind != ChannelKind::Presence {
             console::dev(&format!("{} joined channel: {channel}", self.id()));
             return self.queue(frames::subscription_succeeded(&channel, &json!({})));
@@ -391,13 +392,15 @@ impl Connection {
                 let mut hash = Map::new();
                 let mut ids = Vec::new();
                 for member in &joined.members {
-                    let id = frames::user_id_text(&member.user_id);
+                    let id = member.user_key();
                     hash.insert(id.clone(), member.user_info.clone().unwrap_or(Value::Null));
                     ids.push(Value::String(id));
                 }
                 let count = ids.len();
                 let presence = json!({"presence": {"ids": ids, "hash": hash, "count": count}});
                 self.queue(frames::subscription_succeeded(&channel, &presence));
+                self.channels
+                    .insert(channel.clone(), Some(Arc::from(joined.member.user_key())));
                 console::dev(&format!("{} joined channel: {channel}", self.id()));
             }
             Err(e) => {
@@ -418,7 +421,7 @@ impl Connection {
     }
 
     async fn unsubscribe(&mut self, channel: &str) {
-        if !self.channels.remove(channel) {
+        if self.channels.remove(channel).is_none() {
             return;
         }
         self.ctx.hub.unsubscribe(channel, self.id());
@@ -450,7 +453,7 @@ impl Connection {
         let event = ClientEvent {
             event: &frame.event,
             channel,
-            sender_subscribed: self.channels.contains(channel),
+            sender_subscribed: self.channels.contains_key(channel),
             data_bytes: data.get().len(),
         };
         if let Err(refusal) =
@@ -458,14 +461,15 @@ impl Connection {
         {
             return self.queue(reject(&refusal));
         }
-        let publication = Publication::new(channel, &frame.event, data, Some(self.id().clone()));
+        let publication = Publication::new(channel, &frame.event, data, Some(self.id().clone()))
+            .from_member(self.channels.get(channel).cloned().flatten());
         crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
     }
 
     /// Leaves every channel and gives the connection's place back.
     async fn end(mut self) {
         self.subscriber.outbox.close();
-        for channel in std::mem::take(&mut self.channels) {
+        for channel in std::mem::take(&mut self.channels).into_keys() {
             self.ctx.hub.unsubscribe(&channel, self.id());
             if ChannelKind::of(&channel) == ChannelKind::Presence {
                 self.ctx.presence.leave_announced(&channel, self.id()).await;

@@ -1,7 +1,7 @@
 //! Pusher frames: what the server sends (JSON text; `data` double-encoded as a string where
 //! the protocol says so) and what it accepts from clients.
 
-use crate::hub::{Publication, PublicationKind};
+use crate::hub::{Message, Publication};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -77,24 +77,44 @@ pub(super) fn subscription_error(channel: &str, kind: &str, status: u16, reason:
     }))
 }
 
-/// A publication as a Pusher frame, or `None` if the protocol has no frame for it.
-pub(super) fn publication(publication: &Publication) -> Option<Bytes> {
-    let (event, data) = match publication.kind {
-        PublicationKind::Event => (&*publication.event, data_string(&publication.data)),
-        PublicationKind::MemberAdded => (
-            "pusher_internal:member_added",
-            member_data(&publication.data, true)?,
-        ),
-        PublicationKind::MemberRemoved => (
-            "pusher_internal:member_removed",
-            member_data(&publication.data, false)?,
-        ),
+/// A publication as a Pusher frame: every publication has one.
+pub(super) fn publication(publication: &Publication) -> Bytes {
+    let channel = &*publication.channel;
+    let frame = match &publication.message {
+        Message::Event {
+            name,
+            data,
+            user_id: None,
+        } => json!({"event": &**name, "channel": channel, "data": data_string(data)}),
+        // A client event on a presence channel says which member sent it.
+        Message::Event {
+            name,
+            data,
+            user_id: Some(user_id),
+        } => json!({
+            "event": &**name,
+            "channel": channel,
+            "data": data_string(data),
+            "user_id": &**user_id,
+        }),
+        Message::MemberAdded(member) => {
+            let mut data = json!({ "user_id": member.user_id_text() });
+            if let Some(info) = &member.user_info {
+                data["user_info"] = info.clone();
+            }
+            json!({
+                "event": "pusher_internal:member_added",
+                "channel": channel,
+                "data": data.to_string(),
+            })
+        }
+        Message::MemberRemoved(member) => json!({
+            "event": "pusher_internal:member_removed",
+            "channel": channel,
+            "data": json!({ "user_id": member.user_id_text() }).to_string(),
+        }),
     };
-    Some(text(&json!({
-        "event": event,
-        "channel": &*publication.channel,
-        "data": data,
-    })))
+    text(&frame)
 }
 
 /// Channel event data travels as a string: a string stays as it is, anything else (Laravel's
@@ -111,28 +131,11 @@ fn data_string(data: &RawValue) -> Value {
     Value::String(text.to_owned())
 }
 
-/// `{"user_id": "<id as text>", "user_info"?}` as a string, from a member's public JSON.
-fn member_data(member: &RawValue, with_info: bool) -> Option<Value> {
-    let member: Value = serde_json::from_str(member.get()).ok()?;
-    let mut data = json!({ "user_id": user_id_text(member.get("user_id")?) });
-    if with_info && let Some(info) = member.get("user_info") {
-        data["user_info"] = info.clone();
-    }
-    Some(Value::String(data.to_string()))
-}
-
-/// Pusher user ids are strings; Laravel may send numbers.
-pub(super) fn user_id_text(id: &Value) -> String {
-    match id {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::hub::SocketId;
+    use crate::hub::{Member, SocketId};
+    use std::sync::Arc;
 
     fn raw(text: &str) -> Box<RawValue> {
         RawValue::from_string(text.to_owned()).expect("json")
@@ -156,31 +159,39 @@ mod tests {
     fn event_data_is_a_string_whatever_the_source_sent() {
         let object = Publication::new("orders", "Shipped", raw(r#"{"id": 1}"#), None);
         assert_eq!(
-            parsed(publication(&object).expect("frame")),
+            parsed(publication(&object)),
             json!({"event": "Shipped", "channel": "orders", "data": r#"{"id": 1}"#})
         );
         let string = Publication::new("orders", "Shipped", raw(r#""{\"id\":1}""#), None);
+        assert_eq!(parsed(publication(&string))["data"], r#"{"id":1}"#);
+    }
+
+    #[test]
+    fn a_presence_members_client_event_names_its_sender() {
+        let event = Publication::new("presence-r", "client-typing", raw("{}"), None)
+            .from_member(Some(Arc::from("7")));
         assert_eq!(
-            parsed(publication(&string).expect("frame"))["data"],
-            r#"{"id":1}"#
+            parsed(publication(&event)),
+            json!({"event": "client-typing", "channel": "presence-r", "data": "{}", "user_id": "7"})
         );
     }
 
     #[test]
     fn presence_changes_carry_string_user_ids() {
-        let member = json!({"user_id": 7, "user_info": {"name": "A"}});
-        let added =
-            Publication::presence("presence-r", PublicationKind::MemberAdded, &member, None);
-        let frame = parsed(publication(&added).expect("frame"));
+        let member = Arc::new(Member {
+            user_id: json!(7),
+            user_info: Some(json!({"name": "A"})),
+        });
+        let added = Publication::presence("presence-r", Message::MemberAdded(member.clone()), None);
+        let frame = parsed(publication(&added));
         assert_eq!(frame["event"], "pusher_internal:member_added");
         assert_eq!(frame["data"], r#"{"user_id":"7","user_info":{"name":"A"}}"#);
         let removed = Publication::presence(
             "presence-r",
-            PublicationKind::MemberRemoved,
-            &member,
+            Message::MemberRemoved(member),
             Some(SocketId::new("x")),
         );
-        let frame = parsed(publication(&removed).expect("frame"));
+        let frame = parsed(publication(&removed));
         assert_eq!(frame["event"], "pusher_internal:member_removed");
         assert_eq!(frame["data"], r#"{"user_id":"7"}"#);
     }

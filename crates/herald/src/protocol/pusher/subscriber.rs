@@ -22,7 +22,8 @@ impl Subscriber for PusherSubscriber {
     }
 
     fn deliver(&self, publication: &Publication, encoded: &mut Frames) -> Delivery {
-        let Some(frame) = encoded.get_or_encode(PUSHER, || frames::publication(publication)) else {
+        let Some(frame) = encoded.get_or_encode(PUSHER, || Some(frames::publication(publication)))
+        else {
             return Delivery::Skipped;
         };
         match self.outbox.push(frame) {

@@ -7,7 +7,7 @@ use super::in_order::InOrder;
 use super::subscriber::SocketIoSubscriber;
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
-use crate::hub::{ChannelKind, Fanout, Publication, SocketId, validate_channel_name};
+use crate::hub::{ChannelKind, Fanout, Member, Publication, SocketId, validate_channel_name};
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::JoinError;
 use crate::protocol::client_events::{self, ClientEvent};
@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What one connection holds while it is open.
@@ -38,7 +38,9 @@ struct Connection {
 
 #[derive(Default)]
 struct State {
-    joined: BTreeSet<String>,
+    /// Channels joined, with the user id of this connection's member in presence ones (set
+    /// once the store took it), which its whispers carry to Pusher receivers.
+    joined: BTreeMap<String, Option<Arc<str>>>,
     /// Channels waiting for the auth endpoint, with the ticket of the latest request: an
     /// `unsubscribe` or a newer `subscribe` makes an older answer moot.
     pending: HashMap<String, u64>,
@@ -175,7 +177,7 @@ impl Connection {
         let state = state.as_ref()?;
         let limit = self.ctx.limits.max_channels_per_connection;
         let held = state.joined.len() + state.pending.len();
-        let already = state.joined.contains(channel) || state.pending.contains_key(channel);
+        let already = state.joined.contains_key(channel) || state.pending.contains_key(channel);
         (!already && held >= limit).then(|| {
             format!("this connection is subscribed to {held} channels, the limit (limits.maxChannelsPerConnection)")
         })
@@ -197,7 +199,7 @@ impl Connection {
         // The room first: a publication found through the Hub is broadcast to the room.
         socket.join(channel.to_owned());
         self.ctx.hub.subscribe(channel, self.subscriber.clone());
-        state.joined.insert(channel.to_owned());
+        state.joined.insert(channel.to_owned(), None);
         true
     }
 
@@ -275,11 +277,12 @@ impl Connection {
         let data = channel_data.unwrap_or(Value::Null);
         match presence.join_announced(channel, &self.id, &data).await {
             Ok(joined) => {
-                let members: Vec<Value> = joined.members.iter().map(|m| m.public()).collect();
+                let members: Vec<Member> = joined.members.iter().map(|m| m.public()).collect();
                 let _ = socket.emit("presence:subscribed", &(channel, members));
                 // The socket may have gone while the store was written: undo, so nobody
                 // keeps seeing a member that is not there.
-                if !self.is_joined(channel) {
+                let user_id = Arc::from(joined.member.user_key());
+                if !self.set_member(channel, user_id) {
                     leave_presence(self.ctx.clone(), channel.to_owned(), self.id.clone()).await;
                 }
             }
@@ -304,10 +307,20 @@ impl Connection {
             .is_some_and(|s| s.pending.get(channel) == Some(&ticket))
     }
 
-    fn is_joined(&self, channel: &str) -> bool {
-        self.state()
-            .as_ref()
-            .is_some_and(|s| s.joined.contains(channel))
+    /// Records the user this connection is in presence `channel` as; false if it is no
+    /// longer joined (or the socket is gone).
+    fn set_member(&self, channel: &str, user_id: Arc<str>) -> bool {
+        let mut state = self.state();
+        let Some(member) = state.as_mut().and_then(|s| s.joined.get_mut(channel)) else {
+            return false;
+        };
+        *member = Some(user_id);
+        true
+    }
+
+    /// The user id of this connection's member in `channel`, if it is a presence member there.
+    fn member_of(&self, channel: &str) -> Option<Arc<str>> {
+        self.state().as_ref()?.joined.get(channel)?.clone()
     }
 
     fn leave(&self, socket: &SocketRef, channel: &str, reason: &str) {
@@ -315,7 +328,7 @@ impl Connection {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
             state.pending.remove(channel);
-            state.joined.remove(channel)
+            state.joined.remove(channel).is_some()
         };
         if was_joined {
             self.left(channel.to_owned(), reason);
@@ -330,7 +343,7 @@ impl Connection {
         let Some(state) = self.state().take() else {
             return;
         };
-        for channel in state.joined {
+        for channel in state.joined.into_keys() {
             self.left(channel, reason);
         }
         self.ctx.hub.connection_closed();
@@ -373,7 +386,8 @@ impl Connection {
             &request.event,
             request.data,
             Some(self.id.clone()),
-        );
+        )
+        .from_member(self.member_of(&request.channel));
         crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
     }
 

@@ -6,8 +6,9 @@
 //! fan-out (docs/performance.md).
 
 use super::events::is_reserved_event_name;
-use crate::hub::{Delivery, Fanout, Frames, Publication, PublicationKind, SocketId, Subscriber};
+use crate::hub::{Delivery, Fanout, Frames, Member, Message, Publication, SocketId, Subscriber};
 use futures_util::FutureExt;
+use serde_json::value::RawValue;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::Sid;
 use socketioxide::{BroadcastError, SendError, SocketError, SocketIo};
@@ -156,21 +157,34 @@ fn disconnect_if_full(socket: SocketRef) {
 
 /// The Socket.IO event name of a publication, or `None` if Socket.IO cannot carry it.
 fn event_name(publication: &Publication) -> Option<&str> {
-    match publication.kind {
-        PublicationKind::Event if is_reserved_event_name(&publication.event) => {
+    match &publication.message {
+        Message::Event { name, .. } if is_reserved_event_name(name) => {
             // Said here, where it is skipped: Pusher clients on the channel do receive it.
             crate::console::warning(&format!(
-                "Event {:?} on channel {} is a name Socket.IO reserves for its own use; Socket.IO clients will not receive it. Rename it with broadcastAs().",
-                publication.event, publication.channel
+                "Event {name:?} on channel {} is a name Socket.IO reserves for its own use; Socket.IO clients will not receive it. Rename it with broadcastAs().",
+                publication.channel
             ));
             None
         }
-        PublicationKind::Event => Some(&publication.event),
-        PublicationKind::MemberAdded => Some("presence:joining"),
-        PublicationKind::MemberRemoved => Some("presence:leaving"),
+        Message::Event { name, .. } => Some(name),
+        Message::MemberAdded(_) => Some("presence:joining"),
+        Message::MemberRemoved(_) => Some("presence:leaving"),
     }
 }
 
-fn socketio_args(publication: &Publication) -> (&str, &serde_json::value::RawValue) {
-    (&publication.channel, &publication.data)
+/// The second argument of a Socket.IO emit: the event's data as received, or the member.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Data(&'a RawValue),
+    Member(&'a Member),
+}
+
+/// `(channel, payload)`, the arguments Echo's listeners receive.
+fn socketio_args(publication: &Publication) -> (&str, Payload<'_>) {
+    let payload = match &publication.message {
+        Message::Event { data, .. } => Payload::Data(data),
+        Message::MemberAdded(member) | Message::MemberRemoved(member) => Payload::Member(member),
+    };
+    (&publication.channel, payload)
 }
