@@ -16,18 +16,34 @@ import { PUSHER_APP, connectPusher, connectEchoPusher, startPusherAuthEndpoint }
 const API = { appId: 'app', key: 'key' };
 const QUIET_APP = { appId: '4343', key: 'quiet-key', secret: 'quiet-secret', enableClientMessages: false };
 const SMALL_APP = { appId: '4444', key: 'small-key', secret: 'small-secret', maxConnections: 1 };
+// soketi's per-app limits, set low enough to reach.
+const LIMITED_APP = {
+  appId: '4545',
+  key: 'limited-key',
+  secret: 'limited-secret',
+  maxPresenceMembersPerChannel: 2,
+  maxPresenceMemberSizeInKb: 0.05, // 51 bytes of user_info
+  maxChannelNameLength: 20,
+  maxEventNameLength: 12,
+  maxEventPayloadInKb: 0.1, // 102 bytes of data
+  maxEventChannelsAtOnce: 2,
+  maxEventBatchSize: 2,
+  maxClientEventsPerSecond: 1,
+};
 let redis;
 let herald;
 let echoAuth; // laravel-echo-server style, for the Socket.IO clients
 let pusherAuth; // signed by the pusher SDK, for the Pusher clients
+let limitedAuth; // the same, for LIMITED_APP
 
 before(async () => {
   redis = await startRedis();
   echoAuth = await startAuthEndpoint();
   pusherAuth = await startPusherAuthEndpoint();
+  limitedAuth = await startPusherAuthEndpoint(LIMITED_APP);
   herald = await startHerald({
     config: {
-      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP],
+      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP, LIMITED_APP],
       authHost: echoAuth.url,
       database: 'redis',
       databaseConfig: { redis: { port: redis.port } },
@@ -39,6 +55,7 @@ after(async () => {
   await herald?.stop();
   await echoAuth?.stop();
   await pusherAuth?.stop();
+  await limitedAuth?.stop();
   await redis?.stop();
 });
 
@@ -224,6 +241,98 @@ test("a presence member's client events say who sent them (user_id), from pusher
     receiver.disconnect();
     sio.close();
   }
+});
+
+describe("an app's own limits (soketi's names)", () => {
+  const connectLimited = (user) => connectPusher(herald.port, { key: LIMITED_APP.key, auth: limitedAuth, user });
+  const subscriptionError = (pusher, name) => {
+    const errors = [];
+    pusher.subscribe(name).bind('pusher:subscription_error', (e) => errors.push(e));
+    return errors;
+  };
+
+  test('maxPresenceMembersPerChannel counts users, not tabs; maxPresenceMemberSizeInKb bounds user_info', async () => {
+    const clients = [];
+    try {
+      for (const user of ['l1', 'l1', 'l2']) {
+        const c = await connectLimited(user);
+        clients.push(c);
+        c.subscribe('presence-small');
+        await subscribed(c, 'presence-small');
+      }
+      assert.equal(clients[2].channel('presence-small').members.count, 2, 'two users, three connections');
+      const added = [];
+      clients[0].channel('presence-small').bind('pusher:member_added', (m) => added.push(m));
+      const third = await connectLimited('l3');
+      clients.push(third);
+      const errors = subscriptionError(third, 'presence-small');
+      await waitUntil(() => errors.length === 1, { what: 'the third user refused' });
+      assert.equal(errors[0].type, 'LimitReached');
+      assert.equal(errors[0].status, 429);
+      assert.match(errors[0].error, /maximum of 2 members.*maxPresenceMembersPerChannel/);
+      await sleep(200);
+      assert.deepEqual(added, [], 'the others never heard of the refused user');
+      const users = await herald.api(`/apps/${API.appId}/channels/presence-small/users?auth_key=${API.key}`);
+      assert.deepEqual(users.json.users.map((u) => u.id).sort(), ['l1', 'l2']);
+
+      // The auth endpoint names the user `User <id>`: a long id makes a user_info over 51 bytes.
+      const large = await connectLimited('x'.repeat(60));
+      clients.push(large);
+      const tooLarge = subscriptionError(large, 'presence-other');
+      await waitUntil(() => tooLarge.length === 1, { what: 'the large member refused' });
+      assert.equal(tooLarge[0].status, 413);
+      assert.match(tooLarge[0].error, /user_info is larger than 51 bytes.*maxPresenceMemberSizeInKb/);
+    } finally {
+      clients.forEach((c) => c.disconnect());
+    }
+  });
+
+  test('maxChannelNameLength, maxEventNameLength, maxEventPayloadInKb and maxClientEventsPerSecond bound what a connection sends', async () => {
+    const sender = await connectLimited('s1');
+    const receiver = await connectLimited('s2');
+    try {
+      const errors = subscriptionError(sender, 'a-channel-name-over-20');
+      await waitUntil(() => errors.length === 1, { what: 'the long name refused' });
+      assert.equal(errors[0].status, 400);
+      assert.match(errors[0].error, /longer than 20 bytes.*maxChannelNameLength/);
+
+      const refusals = [];
+      sender.connection.bind('error', (e) => refusals.push(e.data ?? e));
+      const received = [];
+      receiver.subscribe('private-chat').bind_global((event, data) => event.startsWith('client-') && received.push(event));
+      const channel = sender.subscribe('private-chat');
+      await subscribed(sender, 'private-chat');
+      await subscribed(receiver, 'private-chat');
+      channel.trigger('client-a-long-name', {});
+      channel.trigger('client-big', { text: 'x'.repeat(200) });
+      channel.trigger('client-ok', {});
+      channel.trigger('client-ok', {}); // a second one within the second: over 1 per second
+      await waitUntil(() => refusals.length === 3, { what: 'three refusals' });
+      assert.deepEqual(refusals.map((r) => r.code), [4301, 4301, 4301]);
+      assert.match(refusals[0].message, /longer than 12 bytes/);
+      assert.match(refusals[1].message, /larger than 102 bytes/);
+      assert.match(refusals[2].message, /at most 1/);
+      await waitUntil(() => received.length === 1, { what: 'the one event within the limits' });
+      assert.deepEqual(received, ['client-ok']);
+    } finally {
+      sender.disconnect();
+      receiver.disconnect();
+    }
+  });
+
+  test('the HTTP API: maxEventChannelsAtOnce, maxEventBatchSize, maxEventNameLength (400) and maxEventPayloadInKb (413)', async () => {
+    const { default: PusherServer } = await import('pusher');
+    const sdk = new PusherServer({ appId: LIMITED_APP.appId, key: LIMITED_APP.key, secret: LIMITED_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+    assert.equal((await sdk.trigger(['a', 'b'], 'Fits', { n: 1 })).status, 200);
+    await assert.rejects(sdk.trigger(['a', 'b', 'c'], 'E', {}), (e) => e.status === 400 && /at most 2 channels.*maxEventChannelsAtOnce/.test(e.body));
+    await assert.rejects(sdk.trigger('a', 'AnEventNameOver12', {}), (e) => e.status === 400 && /maxEventNameLength/.test(e.body));
+    await assert.rejects(sdk.trigger('a', 'E', { text: 'x'.repeat(200) }), (e) => e.status === 413 && /larger than 102 bytes.*maxEventPayloadInKb/.test(e.body));
+    const three = [1, 2, 3].map((n) => ({ channel: 'a', name: 'E', data: { n } }));
+    await assert.rejects(sdk.triggerBatch(three), (e) => e.status === 400 && /at most 2 events.*maxEventBatchSize/.test(e.body));
+    // Another app keeps the defaults.
+    const other = new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: PUSHER_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+    assert.equal((await other.triggerBatch(three)).status, 200);
+  });
 });
 
 describe('raw frames: error and close codes', () => {

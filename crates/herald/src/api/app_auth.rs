@@ -5,6 +5,7 @@
 
 use super::pusher_signature::{self, Signed};
 use super::{ApiError, ApiState};
+use crate::config::AppLimits;
 use axum::extract::{FromRequestParts, Path};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
@@ -14,6 +15,8 @@ use std::collections::HashMap;
 pub(super) struct AuthorizedApp {
     /// For a signed request: what it says about the body.
     signed: Option<Signed>,
+    /// The app's own bounds on what it publishes.
+    pub(super) limits: AppLimits,
 }
 
 impl AuthorizedApp {
@@ -58,19 +61,22 @@ impl FromRequestParts<ApiState> for AuthorizedApp {
             .map_err(ApiError::BadSignature)?;
             return Ok(AuthorizedApp {
                 signed: Some(signed),
+                limits: app.limits,
             });
         }
         let key = presented_key(parts).unwrap_or_default();
         if app_id.is_empty() || key.is_empty() {
             return Err(ApiError::Unauthorized);
         }
-        let known = state.clients.iter().any(|c| {
+        let known = state.clients.iter().find(|c| {
             c.app_id == app_id && crate::secret::secrets_equal(c.key.as_bytes(), key.as_bytes())
         });
-        if known {
-            Ok(AuthorizedApp { signed: None })
-        } else {
-            Err(ApiError::Unauthorized)
+        match known {
+            Some(app) => Ok(AuthorizedApp {
+                signed: None,
+                limits: app.limits,
+            }),
+            None => Err(ApiError::Unauthorized),
         }
     }
 }

@@ -16,6 +16,8 @@ pub enum ApiError {
     BadRequest(String),
     /// 413: the body is over the limit.
     TooLarge(usize),
+    /// 413: an event's `data` is over the app's `maxEventPayloadInKb`.
+    DataTooLarge(usize),
     /// 503: a store Herald depends on did not answer.
     Unavailable(String),
 }
@@ -29,6 +31,10 @@ impl IntoResponse for ApiError {
             ApiError::TooLarge(limit) => (
                 StatusCode::PAYLOAD_TOO_LARGE,
                 format!("Request body is larger than {limit} bytes"),
+            ),
+            ApiError::DataTooLarge(limit) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                format!("Event data is larger than {limit} bytes (the app's maxEventPayloadInKb)"),
             ),
             ApiError::Unavailable(reason) => (StatusCode::SERVICE_UNAVAILABLE, reason),
         };

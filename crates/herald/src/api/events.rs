@@ -2,6 +2,7 @@
 
 use super::app_auth::AuthorizedApp;
 use super::{ApiError, ApiState};
+use crate::config::AppLimits;
 use crate::console;
 use crate::hub::{Publication, SocketId, validate_channel_name};
 use crate::sources::dispatch;
@@ -11,9 +12,6 @@ use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
-
-/// Most channels one request may name (Pusher's limit too).
-pub(super) const MAX_CHANNELS_PER_EVENT: usize = 100;
 
 /// laravel-echo-server's message when a field is missing or falsy.
 const MISSING_FIELDS: &str = "Event must include channel, event name and data";
@@ -34,7 +32,7 @@ pub(super) async fn publish(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, ApiError> {
     let body = signed_body(&app, &state, body)?;
-    let request = parse_event_request(&body)?;
+    let request = parse_event_request(&body, &app.limits)?;
     publish_request(&state, request)?;
     Ok(Json(json!({"message": "ok"})))
 }
@@ -53,9 +51,6 @@ fn signed_body(
     Ok(body)
 }
 
-/// Most events one `batch_events` request may carry (Pusher's limit).
-pub(super) const MAX_BATCH_EVENTS: usize = 10;
-
 /// `POST /apps/{appId}/batch_events`: `{"batch": [{name, data, channel, socket_id?}, …]}`, each
 /// event checked before any is published.
 pub(super) async fn publish_batch(
@@ -71,16 +66,17 @@ pub(super) async fn publish_batch(
             "Request body must be {\"batch\": [{name, data, channel}, …]}".into(),
         ));
     };
-    if batch.len() > MAX_BATCH_EVENTS {
+    let most = app.limits.event_batch_size();
+    if batch.len() > most {
         return Err(ApiError::BadRequest(format!(
-            "A batch may carry at most {MAX_BATCH_EVENTS} events"
+            "A batch may carry at most {most} events (the app's maxEventBatchSize)"
         )));
     }
     let requests = batch
         .iter()
         .enumerate()
         .map(|(i, event)| {
-            parse_event_value(event.clone()).map_err(|e| match e {
+            parse_event_value(event.clone(), &app.limits).map_err(|e| match e {
                 ApiError::BadRequest(reason) => {
                     ApiError::BadRequest(format!("batch[{i}]: {reason}"))
                 }
@@ -109,7 +105,7 @@ fn publish_request(state: &ApiState, request: EventRequest) -> Result<(), ApiErr
 
 /// Applies laravel-echo-server's rules, minus its crashes: invalid JSON and wrong types are
 /// 400s with a reason; `data` given as a string is JSON-decoded when it is JSON (Pusher style).
-fn parse_event_request(body: &[u8]) -> Result<EventRequest, ApiError> {
+fn parse_event_request(body: &[u8], limits: &AppLimits) -> Result<EventRequest, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::BadRequest(format!(
             "Request body is empty. {MISSING_FIELDS}"
@@ -117,11 +113,11 @@ fn parse_event_request(body: &[u8]) -> Result<EventRequest, ApiError> {
     }
     let value: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::BadRequest(format!("Request body is not valid JSON: {e}")))?;
-    parse_event_value(value)
+    parse_event_value(value, limits)
 }
 
-/// [`parse_event_request`] on parsed JSON.
-fn parse_event_value(value: Value) -> Result<EventRequest, ApiError> {
+/// [`parse_event_request`] on parsed JSON, within the app's `limits`.
+fn parse_event_value(value: Value, limits: &AppLimits) -> Result<EventRequest, ApiError> {
     let Value::Object(object) = value else {
         return Err(ApiError::BadRequest(format!(
             "Request body must be a JSON object. {MISSING_FIELDS}"
@@ -148,22 +144,40 @@ fn parse_event_value(value: Value) -> Result<EventRequest, ApiError> {
             ));
         }
     };
-    if channels.len() > MAX_CHANNELS_PER_EVENT {
+    let most = limits.event_channels_at_once();
+    if channels.len() > most {
         return Err(ApiError::BadRequest(format!(
-            "An event may name at most {MAX_CHANNELS_PER_EVENT} channels"
+            "An event may name at most {most} channels (the app's maxEventChannelsAtOnce)"
         )));
     }
+    let longest = limits.channel_name_length();
     for channel in &channels {
         validate_channel_name(channel)
             .map_err(|e| ApiError::BadRequest(format!("channel {channel:?}: {e}")))?;
+        if channel.len() > longest {
+            return Err(ApiError::BadRequest(format!(
+                "channel {channel:?}: longer than {longest} bytes (the app's maxChannelNameLength)"
+            )));
+        }
     }
     let Value::String(name) = name else {
         return Err(ApiError::BadRequest("name must be a string".into()));
     };
+    let longest = limits.event_name_length();
+    if name.len() > longest {
+        return Err(ApiError::BadRequest(format!(
+            "name is longer than {longest} bytes (the app's maxEventNameLength)"
+        )));
+    }
     let data = match data {
         Value::String(text) if serde_json::from_str::<&RawValue>(text).is_ok() => text.clone(),
         other => other.to_string(),
     };
+    if let Some(largest) = limits.max_event_payload_bytes
+        && data.len() > largest
+    {
+        return Err(ApiError::DataTooLarge(largest));
+    }
     let socket_id = object
         .get("socket_id")
         .and_then(Value::as_str)
@@ -193,7 +207,7 @@ mod tests {
     use super::*;
 
     fn parse(body: &str) -> Result<EventRequest, ApiError> {
-        parse_event_request(body.as_bytes())
+        parse_event_request(body.as_bytes(), &AppLimits::default())
     }
 
     fn bad_request(body: &str) -> String {
@@ -207,8 +221,8 @@ mod tests {
         /// Never panics; accepted requests name 1–100 valid channels and JSON data.
         #[test]
         fn fuzz_event_request(body in crate::test_support::arb_payload()) {
-            if let Ok(r) = parse_event_request(&body) {
-                proptest::prop_assert!(r.channels.len() <= MAX_CHANNELS_PER_EVENT);
+            if let Ok(r) = parse_event_request(&body, &AppLimits::default()) {
+                proptest::prop_assert!(r.channels.len() <= crate::config::DEFAULT_EVENT_CHANNELS_AT_ONCE);
                 proptest::prop_assert!(r.channels.iter().all(|c| validate_channel_name(c).is_ok()));
                 proptest::prop_assert!(serde_json::from_str::<Value>(&r.data).is_ok());
             }
@@ -263,5 +277,34 @@ mod tests {
         assert!(bad_request(r#"{"channels":[1],"name":"E","data":1}"#).contains("array"));
         assert!(bad_request(r#"{"channel":"a b","name":"E","data":1}"#).contains("whitespace"));
         assert!(bad_request(r#"{"channel":"a","name":5,"data":1}"#).contains("name"));
+    }
+
+    #[test]
+    fn an_apps_limits_bound_channels_names_and_data() {
+        let limits = AppLimits {
+            max_event_channels_at_once: Some(2),
+            max_channel_name_length: Some(5),
+            max_event_name_length: Some(3),
+            max_event_payload_bytes: Some(8),
+            ..AppLimits::default()
+        };
+        let parse = |body: &str| parse_event_request(body.as_bytes(), &limits);
+        let reason = |body: &str| match parse(body) {
+            Err(ApiError::BadRequest(reason)) => reason,
+            other => panic!("expected a 400, got {other:?}"),
+        };
+        assert!(parse(r#"{"channels":["a","b"],"name":"E","data":"{}"}"#).is_ok());
+        assert!(
+            reason(r#"{"channels":["a","b","c"],"name":"E","data":1}"#)
+                .contains("maxEventChannelsAtOnce")
+        );
+        assert!(
+            reason(r#"{"channel":"abcdef","name":"E","data":1}"#).contains("maxChannelNameLength")
+        );
+        assert!(reason(r#"{"channel":"a","name":"Long","data":1}"#).contains("maxEventNameLength"));
+        assert_eq!(
+            parse(r#"{"channel":"a","name":"E","data":"123456789"}"#),
+            Err(ApiError::DataTooLarge(8))
+        );
     }
 }

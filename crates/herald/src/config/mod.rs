@@ -1,5 +1,6 @@
 //! `laravel-echo-server.json`, its environment overrides and `.env`, turned into typed options.
 
+mod clients;
 mod defaults;
 mod env;
 mod load;
@@ -8,6 +9,10 @@ mod port;
 mod reader;
 mod socketio;
 
+pub use clients::{
+    ApiClient, AppLimits, DEFAULT_EVENT_BATCH_SIZE, DEFAULT_EVENT_CHANNELS_AT_ONCE,
+    DEFAULT_EVENT_NAME_LENGTH,
+};
 pub use defaults::default_options;
 pub use env::{ENV_OVERRIDES, apply_env_overrides, resolve_indirection};
 pub use load::{
@@ -120,25 +125,6 @@ pub struct WhisperOptions {
     pub rate_per_second: u32,
 }
 
-/// An HTTP API client: `appId` and `key`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiClient {
-    /// The `{appId}` in `/apps/{appId}/…`.
-    pub app_id: String,
-    /// The secret passed as `auth_key` or `Authorization: Bearer`; with a `secret`, the Pusher
-    /// app key that browsers connect to `/app/{key}` with.
-    pub key: String,
-    /// The Pusher app secret: signs channel authorizations and HTTP API requests. Apps without
-    /// one serve only laravel-echo-server's protocol and API.
-    pub secret: Option<String>,
-    /// Whether the app's Pusher connections may send client events (`enableClientMessages`,
-    /// soketi's name; default true, like laravel-echo-server's whispers).
-    pub client_messages: bool,
-    /// Most Pusher connections the app may hold at once on this node (`maxConnections`;
-    /// none by default: `limits.maxConnections` still bounds the whole process).
-    pub max_connections: Option<usize>,
-}
-
 /// The presence store named by `database`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceDriver {
@@ -247,10 +233,11 @@ impl Config {
     /// Validates the merged options. Warnings (unknown keys) come back beside the config.
     pub fn from_merged(options: &Value) -> Result<(Config, Vec<String>), Vec<ConfigError>> {
         let mut warnings = unknown_key_warnings(options);
+        warnings.extend(clients::unknown_client_keys(options));
         let mut r = Reader::new(options);
         let auth_hosts = read_auth_hosts(&mut r);
         let auth_endpoint = r.string("authEndpoint", "/broadcasting/auth");
-        let clients = read_clients(&mut r);
+        let clients = clients::read_clients(&mut r);
         let database = match r
             .one_of("database", &["redis", "sqlite", "memory"], "redis")
             .as_str()
@@ -463,76 +450,6 @@ fn read_trusted_proxies(r: &mut Reader<'_>) -> crate::peer::TrustedProxies {
     crate::peer::TrustedProxies::new(ranges)
 }
 
-fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
-    let Some(value) = r.get("clients") else {
-        return Vec::new();
-    };
-    let Value::Array(items) = value else {
-        r.fail("clients", value, "an array of {\"appId\": …, \"key\": …}");
-        return Vec::new();
-    };
-    let mut clients = Vec::new();
-    for (i, item) in items.iter().enumerate() {
-        let app_id = item.get("appId").and_then(Value::as_str);
-        let key = item.get("key").and_then(Value::as_str);
-        let secret = match item.get("secret") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(secret)) if !secret.is_empty() => Some(secret.clone()),
-            Some(other) => {
-                r.fail(
-                    &format!("clients[{i}].secret"),
-                    other,
-                    "a non-empty string (the Pusher app secret)",
-                );
-                None
-            }
-        };
-        let client_messages = match item.get("enableClientMessages") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(enabled)) => *enabled,
-            Some(other) => {
-                r.fail(
-                    &format!("clients[{i}].enableClientMessages"),
-                    other,
-                    "true or false",
-                );
-                true
-            }
-        };
-        let max_connections = match item.get("maxConnections") {
-            None | Some(Value::Null) => None,
-            Some(value) => match value.as_u64() {
-                Some(n) => Some(n as usize),
-                // soketi's "no limit"
-                None if value.as_i64() == Some(-1) => None,
-                None => {
-                    r.fail(
-                        &format!("clients[{i}].maxConnections"),
-                        value,
-                        "a number of connections (or -1 for no limit)",
-                    );
-                    None
-                }
-            },
-        };
-        match (app_id, key) {
-            (Some(app_id), Some(key)) => clients.push(ApiClient {
-                app_id: app_id.to_owned(),
-                key: key.to_owned(),
-                secret,
-                client_messages,
-                max_connections,
-            }),
-            _ => r.fail(
-                &format!("clients[{i}]"),
-                item,
-                "an object with string \"appId\" and \"key\"",
-            ),
-        }
-    }
-    clients
-}
-
 fn read_port(r: &mut Reader<'_>) -> u16 {
     let Some(value) = r.get("port") else {
         return 6001;
@@ -723,11 +640,11 @@ mod tests {
         );
         assert_eq!(c.clients[1].secret.as_deref(), Some("s2"));
         assert!(!c.clients[1].client_messages);
-        assert_eq!(c.clients[0].max_connections, None);
+        assert_eq!(c.clients[0].limits.max_connections, None);
         let limited = json!({"clients": [{"appId": "1", "key": "k", "secret": "s", "maxConnections": 2}, {"appId": "2", "key": "j", "maxConnections": -1}]});
         let (c, _) = Config::from_merged(&merged(limited)).expect("valid");
-        assert_eq!(c.clients[0].max_connections, Some(2));
-        assert_eq!(c.clients[1].max_connections, None);
+        assert_eq!(c.clients[0].limits.max_connections, Some(2));
+        assert_eq!(c.clients[1].limits.max_connections, None);
         let bad = json!({"clients": [{"appId": "1", "key": "k", "secret": 5, "enableClientMessages": "no"}]});
         let errors = Config::from_merged(&merged(bad)).expect_err("invalid");
         let keys: Vec<&str> = errors.iter().map(|e| e.key.as_str()).collect();

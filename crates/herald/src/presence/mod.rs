@@ -50,12 +50,29 @@ pub struct Left {
     pub last_for_user: bool,
 }
 
+/// Bounds on a presence channel's members: a Pusher app's `maxPresenceMembersPerChannel` and
+/// `maxPresenceMemberSizeInKb`; none for Socket.IO connections, as in laravel-echo-server.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemberLimits {
+    /// Most users in one channel; a further user's join is refused (another tab of a user
+    /// already present is not a further user).
+    pub max_members: Option<usize>,
+    /// Largest `user_info`, in bytes of JSON.
+    pub max_user_info_bytes: Option<usize>,
+}
+
 /// Why a member could not be added.
 #[derive(Debug, thiserror::Error)]
 pub enum JoinError {
     /// `channel_data` has no `user_id`.
     #[error("channel_data has no user_id")]
     NoUserId,
+    /// The channel holds its most users already.
+    #[error("the channel has its maximum of {0} members")]
+    Full(usize),
+    /// `user_info` is over the limit.
+    #[error("user_info is larger than {0} bytes")]
+    MemberTooLarge(usize),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -143,13 +160,33 @@ impl Presence {
 
     /// [`Presence::join`], then, if the socket is its user's first in the channel, tells the
     /// channel's other members (`MemberAdded`, whatever protocol each speaks).
+    /// Within `limits`: a member over them is refused, and none of the others hears of it.
     pub async fn join_announced(
         &self,
         channel: &str,
         socket_id: &SocketId,
         channel_data: &Value,
+        limits: MemberLimits,
     ) -> Result<Joined, JoinError> {
+        if let Some(limit) = limits.max_user_info_bytes {
+            let size = channel_data
+                .get("user_info")
+                .map_or(0, |info| info.to_string().len());
+            if size > limit {
+                return Err(JoinError::MemberTooLarge(limit));
+            }
+        }
         let joined = self.join(channel, socket_id, channel_data).await?;
+        // Counted after the store took the member, so the count is the store's, not a guess
+        // made before a concurrent join elsewhere; two such joins may both step back, never
+        // both stay.
+        if let Some(limit) = limits.max_members
+            && joined.first_for_user
+            && joined.members.len() > limit
+        {
+            self.leave(channel, socket_id).await?;
+            return Err(JoinError::Full(limit));
+        }
         if joined.first_for_user {
             self.hub.publish(&Publication::presence(
                 channel,

@@ -132,9 +132,8 @@ pub async fn run(
     let pusher = Arc::new(PusherContext {
         hub: hub.clone(),
         presence: presence.clone(),
-        apps: PusherApps::from_clients(&config.clients),
+        apps: PusherApps::from_clients(&config.clients, &config.whispers),
         limits: config.limits,
-        client_events: config.whispers,
         shutdown,
         open: Default::default(),
     });

@@ -1,6 +1,7 @@
 //! Pusher apps: the `clients` entries with a `secret`, found by the key browsers connect with.
 
-use crate::config::ApiClient;
+use crate::config::{ApiClient, AppLimits, WhisperOptions};
+use crate::protocol::client_events::Rules;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -16,8 +17,10 @@ pub struct PusherApp {
     pub secret: String,
     /// Whether its connections may send client events (`enableClientMessages`).
     pub client_messages: bool,
-    /// Most connections at once on this node (`maxConnections`).
-    pub max_connections: Option<usize>,
+    /// Its bounds (`maxConnections`, `maxPresenceMembersPerChannel`, …).
+    pub limits: AppLimits,
+    /// What its client events must keep to.
+    pub(crate) client_events: Rules,
     /// Its connections open now on this node.
     pub connections: AtomicUsize,
 }
@@ -25,7 +28,7 @@ pub struct PusherApp {
 impl PusherApp {
     /// Takes a connection place, unless the app holds `maxConnections` already.
     pub fn take_connection(&self) -> bool {
-        let limit = self.max_connections.unwrap_or(usize::MAX);
+        let limit = self.limits.max_connections.unwrap_or(usize::MAX);
         self.connections
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |open| {
                 (open < limit).then_some(open + 1)
@@ -46,8 +49,9 @@ pub struct PusherApps {
 }
 
 impl PusherApps {
-    /// The apps among `clients` (those with a secret).
-    pub fn from_clients(clients: &[ApiClient]) -> PusherApps {
+    /// The apps among `clients` (those with a secret); `whispers` are the client event limits
+    /// of apps that set none of their own.
+    pub fn from_clients(clients: &[ApiClient], whispers: &WhisperOptions) -> PusherApps {
         let by_key = clients
             .iter()
             .filter_map(|client| {
@@ -57,7 +61,8 @@ impl PusherApps {
                     key: client.key.clone(),
                     secret,
                     client_messages: client.client_messages,
-                    max_connections: client.max_connections,
+                    limits: client.limits,
+                    client_events: Rules::for_app(&client.limits, whispers),
                     connections: AtomicUsize::new(0),
                 };
                 Some((app.key.clone(), Arc::new(app)))

@@ -11,7 +11,7 @@ use crate::connection::{Next, Outbox, WebSocket};
 use crate::console;
 use crate::hub::{ChannelKind, Publication, SocketId, validate_channel_name};
 use crate::metrics::{PUSHER, metrics};
-use crate::presence::JoinError;
+use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use bytes::Bytes;
@@ -53,7 +53,7 @@ pub(super) async fn run(
         outbox: Arc::new(Outbox::new(ctx.limits.max_queue_bytes)),
     });
     let mut connection = Connection {
-        client_events: RateLimiter::per_second(ctx.client_events.rate_per_second),
+        client_events: RateLimiter::per_second(app.client_events.rate_per_second),
         ctx,
         app,
         subscriber,
@@ -331,6 +331,18 @@ impl Connection {
                 &e.to_string(),
             ));
         }
+        let longest = self.app.limits.channel_name_length();
+        if channel.len() > longest {
+            let reason = format!(
+                "channel name is longer than {longest} bytes (the app's maxChannelNameLength)"
+            );
+            return self.queue(frames::subscription_error(
+                &channel,
+                "InvalidChannel",
+                400,
+                &reason,
+            ));
+        }
         let kind = ChannelKind::of(&channel);
         if self.channels.contains_key(&channel) && kind != ChannelKind::Presence {
             return self.queue(frames::subscription_succeeded(&channel, &json!({})));
@@ -385,7 +397,7 @@ impl Connection {
         match self
             .ctx
             .presence
-            .join_announced(&channel, self.id(), &channel_data)
+            .join_announced(&channel, self.id(), &channel_data, self.member_limits())
             .await
         {
             Ok(joined) => {
@@ -404,19 +416,39 @@ impl Connection {
                 console::dev(&format!("{} joined channel: {channel}", self.id()));
             }
             Err(e) => {
-                let (status, reason) = match e {
-                    JoinError::NoUserId => (400, "channel_data needs a user_id".to_owned()),
-                    JoinError::Store(e) => (503, format!("presence is unavailable: {e}")),
+                let (kind, status, reason) = match e {
+                    JoinError::NoUserId => (
+                        "PresenceError",
+                        400,
+                        "channel_data needs a user_id".to_owned(),
+                    ),
+                    JoinError::Store(e) => (
+                        "PresenceError",
+                        503,
+                        format!("presence is unavailable: {e}"),
+                    ),
+                    JoinError::Full(_) => (
+                        "LimitReached",
+                        429,
+                        format!("{e} (the app's maxPresenceMembersPerChannel)"),
+                    ),
+                    JoinError::MemberTooLarge(_) => (
+                        "LimitReached",
+                        413,
+                        format!("{e} (the app's maxPresenceMemberSizeInKb)"),
+                    ),
                 };
                 self.ctx.hub.unsubscribe(&channel, self.id());
                 self.channels.remove(&channel);
-                self.queue(frames::subscription_error(
-                    &channel,
-                    "PresenceError",
-                    status,
-                    &reason,
-                ));
+                self.queue(frames::subscription_error(&channel, kind, status, &reason));
             }
+        }
+    }
+
+    fn member_limits(&self) -> MemberLimits {
+        MemberLimits {
+            max_members: self.app.limits.max_presence_members_per_channel,
+            max_user_info_bytes: self.app.limits.max_presence_member_bytes,
         }
     }
 
@@ -457,7 +489,7 @@ impl Connection {
             data_bytes: data.get().len(),
         };
         if let Err(refusal) =
-            client_events::check(&event, &self.ctx.client_events, &mut self.client_events)
+            client_events::check(&event, &self.app.client_events, &mut self.client_events)
         {
             return self.queue(reject(&refusal));
         }

@@ -12,7 +12,7 @@ mod subscriber;
 
 pub use apps::{PusherApp, PusherApps};
 
-use crate::config::{Limits, WhisperOptions};
+use crate::config::Limits;
 use crate::hub::Hub;
 use crate::presence::Presence;
 use axum::Router;
@@ -40,8 +40,6 @@ pub struct PusherContext {
     pub apps: PusherApps,
     /// Connection and subscription limits.
     pub limits: Limits,
-    /// Client event limits (laravel-echo-server's whisper options).
-    pub client_events: WhisperOptions,
     /// Turns true when the server shuts down: every connection closes with 4200 (reconnect).
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Pusher connections open now (the shutdown waits for them to close).

@@ -9,7 +9,7 @@ use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
 use crate::hub::{ChannelKind, Fanout, Member, Publication, SocketId, validate_channel_name};
 use crate::metrics::{SOCKETIO, metrics};
-use crate::presence::JoinError;
+use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use serde_json::{Value, json};
@@ -275,7 +275,10 @@ impl Connection {
     async fn join_presence(&self, socket: &SocketRef, channel: &str, channel_data: Option<Value>) {
         let presence = &self.ctx.presence;
         let data = channel_data.unwrap_or(Value::Null);
-        match presence.join_announced(channel, &self.id, &data).await {
+        match presence
+            .join_announced(channel, &self.id, &data, MemberLimits::default())
+            .await
+        {
             Ok(joined) => {
                 let members: Vec<Member> = joined.members.iter().map(|m| m.public()).collect();
                 let _ = socket.emit("presence:subscribed", &(channel, members));
@@ -291,8 +294,11 @@ impl Connection {
                     "Unable to join channel. Member data for presence channel missing",
                 );
             }
-            Err(JoinError::Store(e)) => {
-                let reason = format!("presence is unavailable: {e}");
+            Err(e) => {
+                let reason = match e {
+                    JoinError::Store(e) => format!("presence is unavailable: {e}"),
+                    other => other.to_string(),
+                };
                 console::error(&format!("{} could not join {channel}: {reason}", self.id));
                 self.leave(socket, channel, "presence unavailable");
                 refuse(socket, channel, 0, &reason);
@@ -399,7 +405,8 @@ impl Connection {
             data_bytes: request.data.get().len(),
         };
         let mut limiter = self.whispers.lock().unwrap_or_else(|p| p.into_inner());
-        client_events::check(&event, &self.ctx.whispers, &mut limiter)
+        let rules = client_events::Rules::whispers(&self.ctx.whispers);
+        client_events::check(&event, &rules, &mut limiter)
     }
 }
 
