@@ -16,6 +16,7 @@ import { PUSHER_APP, connectPusher, connectEchoPusher, startPusherAuthEndpoint }
 const API = { appId: 'app', key: 'key' };
 const QUIET_APP = { appId: '4343', key: 'quiet-key', secret: 'quiet-secret', enableClientMessages: false };
 const SMALL_APP = { appId: '4444', key: 'small-key', secret: 'small-secret', maxConnections: 1 };
+const ISOLATED_APP = { appId: '4646', key: 'isolated-key', secret: 'isolated-secret', isolated: true };
 // soketi's per-app limits, set low enough to reach.
 const LIMITED_APP = {
   appId: '4545',
@@ -35,15 +36,17 @@ let herald;
 let echoAuth; // laravel-echo-server style, for the Socket.IO clients
 let pusherAuth; // signed by the pusher SDK, for the Pusher clients
 let limitedAuth; // the same, for LIMITED_APP
+let isolatedAuth; // the same, for ISOLATED_APP
 
 before(async () => {
   redis = await startRedis();
   echoAuth = await startAuthEndpoint();
   pusherAuth = await startPusherAuthEndpoint();
   limitedAuth = await startPusherAuthEndpoint(LIMITED_APP);
+  isolatedAuth = await startPusherAuthEndpoint(ISOLATED_APP);
   herald = await startHerald({
     config: {
-      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP, LIMITED_APP],
+      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP, LIMITED_APP, ISOLATED_APP],
       authHost: echoAuth.url,
       database: 'redis',
       databaseConfig: { redis: { port: redis.port } },
@@ -56,6 +59,7 @@ after(async () => {
   await echoAuth?.stop();
   await pusherAuth?.stop();
   await limitedAuth?.stop();
+  await isolatedAuth?.stop();
   await redis?.stop();
 });
 
@@ -333,6 +337,54 @@ describe("an app's own limits (soketi's names)", () => {
     const other = new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: PUSHER_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
     assert.equal((await other.triggerBatch(three)).status, 200);
   });
+});
+
+test('an isolated app has a channel space of its own: its API, its connections, its presence; Redis and other apps stay in the shared one', async () => {
+  const { default: PusherServer } = await import('pusher');
+  const sdkOf = (app) => new PusherServer({ appId: app.appId, key: app.key, secret: app.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+  const isolatedSdk = sdkOf(ISOLATED_APP);
+  const sharedSdk = sdkOf(PUSHER_APP);
+  const isolated = await connectPusher(herald.port, { key: ISOLATED_APP.key, auth: isolatedAuth, user: 'i1' });
+  const shared = await connectPusher(herald.port, { auth: pusherAuth, user: 's1' });
+  const sio = await connectEcho(herald.url, { echo: 2, sio: 4, auth: { headers: { Authorization: 'Bearer user-3' } } });
+  try {
+    const inIsolated = bind(isolated, 'news', 'Story');
+    const inShared = bind(shared, 'news', 'Story');
+    const inSio = listen(sio, 'news', '.Story');
+    isolated.subscribe('presence-lobby');
+    shared.subscribe('presence-lobby');
+    await subscribed(isolated, 'news');
+    await subscribed(shared, 'news');
+    await subscribed(isolated, 'presence-lobby');
+    await subscribed(shared, 'presence-lobby');
+    await waitSubscribed(herald, 'news', 2, API);
+
+    await redis.publish('news', { event: 'Story', data: { from: 'redis' } });
+    await sharedSdk.trigger('news', 'Story', { from: 'shared app' });
+    await isolatedSdk.trigger('news', 'Story', { from: 'isolated app' });
+    await inSio.waitFor(2);
+    await waitUntil(() => inShared.length === 2 && inIsolated.length === 1, { what: 'each space its events' });
+    await sleep(200);
+    assert.deepEqual(inShared, [{ from: 'redis' }, { from: 'shared app' }]);
+    assert.deepEqual(inSio.received, [{ from: 'redis' }, { from: 'shared app' }]);
+    assert.deepEqual(inIsolated, [{ from: 'isolated app' }]);
+
+    assert.equal(isolated.channel('presence-lobby').members.count, 1, 'presence members of its own space only');
+    assert.equal(shared.channel('presence-lobby').members.count, 1);
+    const isolatedChannels = await isolatedSdk.get({ path: '/channels', params: { info: 'subscription_count' } });
+    assert.deepEqual(await isolatedChannels.json(), { channels: { news: { subscription_count: 1 }, 'presence-lobby': { subscription_count: 1 } } });
+    const isolatedUsers = await isolatedSdk.get({ path: '/channels/presence-lobby/users' });
+    assert.deepEqual(await isolatedUsers.json(), { users: [{ id: 'i1' }] });
+    const sharedChannels = await (await sharedSdk.get({ path: '/channels', params: { info: 'subscription_count' } })).json();
+    assert.equal(sharedChannels.channels.news.subscription_count, 2, 'the Pusher and the Socket.IO subscriber, not the isolated one');
+    assert.ok(Object.keys(sharedChannels.channels).every((name) => /^[\x21-\x7e]+$/.test(name)), 'no isolated key shows');
+    const sharedUsers = await (await sharedSdk.get({ path: '/channels/presence-lobby/users' })).json();
+    assert.deepEqual(sharedUsers, { users: [{ id: 's1' }] });
+  } finally {
+    isolated.disconnect();
+    shared.disconnect();
+    sio.close();
+  }
 });
 
 describe('raw frames: error and close codes', () => {

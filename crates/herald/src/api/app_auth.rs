@@ -6,6 +6,7 @@
 use super::pusher_signature::{self, Signed};
 use super::{ApiError, ApiState};
 use crate::config::AppLimits;
+use crate::hub::Space;
 use axum::extract::{FromRequestParts, Path};
 use http::header::AUTHORIZATION;
 use http::request::Parts;
@@ -17,6 +18,8 @@ pub(super) struct AuthorizedApp {
     signed: Option<Signed>,
     /// The app's own bounds on what it publishes.
     pub(super) limits: AppLimits,
+    /// Where the app's channels live.
+    pub(super) space: Space,
 }
 
 impl AuthorizedApp {
@@ -62,6 +65,7 @@ impl FromRequestParts<ApiState> for AuthorizedApp {
             return Ok(AuthorizedApp {
                 signed: Some(signed),
                 limits: app.limits,
+                space: app.space(),
             });
         }
         let key = presented_key(parts).unwrap_or_default();
@@ -75,6 +79,7 @@ impl FromRequestParts<ApiState> for AuthorizedApp {
             Some(app) => Ok(AuthorizedApp {
                 signed: None,
                 limits: app.limits,
+                space: app.space(),
             }),
             None => Err(ApiError::Unauthorized),
         }

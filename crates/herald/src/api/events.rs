@@ -4,7 +4,7 @@ use super::app_auth::AuthorizedApp;
 use super::{ApiError, ApiState};
 use crate::config::AppLimits;
 use crate::console;
-use crate::hub::{Publication, SocketId, validate_channel_name};
+use crate::hub::{Publication, SocketId, Space, validate_channel_name};
 use crate::sources::dispatch;
 use axum::Json;
 use axum::body::Bytes;
@@ -33,7 +33,7 @@ pub(super) async fn publish(
 ) -> Result<Json<Value>, ApiError> {
     let body = signed_body(&app, &state, body)?;
     let request = parse_event_request(&body, &app.limits)?;
-    publish_request(&state, request)?;
+    publish_request(&state, &app.space, request)?;
     Ok(Json(json!({"message": "ok"})))
 }
 
@@ -85,19 +85,20 @@ pub(super) async fn publish_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     for request in requests {
-        publish_request(&state, request)?;
+        publish_request(&state, &app.space, request)?;
     }
     Ok(Json(json!({})))
 }
 
-fn publish_request(state: &ApiState, request: EventRequest) -> Result<(), ApiError> {
+fn publish_request(state: &ApiState, space: &Space, request: EventRequest) -> Result<(), ApiError> {
     console::dev_plain(&format!("Channel: {}", request.channels.join(", ")));
     console::dev_plain(&format!("Event: {}", request.name));
     let data = RawValue::from_string(request.data)
         .map_err(|e| ApiError::BadRequest(format!("data is not valid JSON: {e}")))?;
     let socket = request.socket_id.as_deref().map(SocketId::new);
     for channel in &request.channels {
-        let publication = Publication::new(channel, &request.name, data.clone(), socket.clone());
+        let key = space.key(channel);
+        let publication = Publication::new(&key, &request.name, data.clone(), socket.clone());
         dispatch(&state.hub, &publication, "http");
     }
     Ok(())

@@ -2,7 +2,7 @@
 
 use super::app_auth::AuthorizedApp;
 use super::{ApiError, ApiState};
-use crate::hub::ChannelKind;
+use crate::hub::{ChannelInfo, ChannelKind};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
@@ -54,7 +54,16 @@ pub(super) async fn channels(
     Query(query): Query<ChannelsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let prefix = query.filter_by_prefix.clone().unwrap_or_default();
-    let occupied = state.hub.channels(&prefix);
+    // Keys of the app's space, named as its clients name them.
+    let occupied: Vec<ChannelInfo> = state
+        .hub
+        .channels(&app.space.key(&prefix))
+        .into_iter()
+        .filter_map(|c| {
+            let name = app.space.name_of(&c.name)?.to_owned();
+            Some(ChannelInfo { name, ..c })
+        })
+        .collect();
     if !app.is_pusher() {
         let channels: Map<String, Value> = occupied
             .into_iter()
@@ -77,7 +86,7 @@ pub(super) async fn channels(
         if user_count {
             info.insert(
                 "user_count".to_owned(),
-                json!(live_users(&state, &c.name).await?),
+                json!(live_users(&state, &app.space.key(&c.name)).await?),
             );
         }
         if query.wants("subscription_count") {
@@ -93,11 +102,12 @@ pub(super) async fn channels(
 pub(super) async fn channel(
     app: AuthorizedApp,
     State(state): State<ApiState>,
-    Path((_, channel)): Path<(String, String)>,
+    Path((_, name)): Path<(String, String)>,
     Query(query): Query<ChannelsQuery>,
 ) -> Result<Json<Value>, ApiError> {
+    let channel = app.space.key(&name);
     let count = state.hub.subscription_count(&channel);
-    let presence = ChannelKind::of(&channel) == ChannelKind::Presence;
+    let presence = ChannelKind::of(&name) == ChannelKind::Presence;
     if app.is_pusher() {
         let mut body = json!({"occupied": count > 0});
         if query.wants("user_count") {
@@ -125,9 +135,10 @@ pub(super) async fn channel(
 pub(super) async fn users(
     app: AuthorizedApp,
     State(state): State<ApiState>,
-    Path((_, channel)): Path<(String, String)>,
+    Path((_, name)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    if ChannelKind::of(&channel) != ChannelKind::Presence {
+    let channel = app.space.key(&name);
+    if ChannelKind::of(&name) != ChannelKind::Presence {
         return Err(ApiError::BadRequest(
             "User list is only possible for Presence Channels".to_owned(),
         ));

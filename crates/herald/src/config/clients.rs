@@ -19,6 +19,9 @@ pub struct ApiClient {
     /// Whether the app's Pusher connections may send client events (`enableClientMessages`,
     /// soketi's name; default true, like laravel-echo-server's whispers).
     pub client_messages: bool,
+    /// Whether the app's channels are its own (`isolated`; default false: one channel space
+    /// for every app and protocol).
+    pub isolated: bool,
     /// The app's own bounds; unset ones fall back to the server-wide limits.
     pub limits: AppLimits,
 }
@@ -54,6 +57,16 @@ pub const DEFAULT_EVENT_BATCH_SIZE: usize = 10;
 /// Longest event name when the app sets none (Pusher's limit).
 pub const DEFAULT_EVENT_NAME_LENGTH: usize = 200;
 
+impl ApiClient {
+    /// The channel space the app's connections and API requests live in.
+    pub fn space(&self) -> crate::hub::Space {
+        match self.isolated {
+            true => crate::hub::Space::isolated(&self.app_id),
+            false => crate::hub::Space::shared(),
+        }
+    }
+}
+
 impl AppLimits {
     /// `maxEventChannelsAtOnce`, else 100.
     pub fn event_channels_at_once(&self) -> usize {
@@ -86,6 +99,7 @@ const CLIENT_KEYS: &[&str] = &[
     "key",
     "secret",
     "enableClientMessages",
+    "isolated",
     "maxConnections",
     "maxClientEventsPerSecond",
     "maxPresenceMembersPerChannel",
@@ -151,6 +165,18 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 true
             }
         };
+        let isolated = match item.get("isolated") {
+            None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+            Some(Value::Bool(true)) if secret.is_some() => true,
+            Some(other) => {
+                r.fail(
+                    &format!("clients[{i}].isolated"),
+                    other,
+                    "true or false; true only with a \"secret\" (only a Pusher app has connections of its own to isolate)",
+                );
+                false
+            }
+        };
         let limits = read_limits(r, i, item);
         match (app_id, key) {
             (Some(app_id), Some(key)) => clients.push(ApiClient {
@@ -158,6 +184,7 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 key: key.to_owned(),
                 secret,
                 client_messages,
+                isolated,
                 limits,
             }),
             _ => r.fail(
@@ -309,5 +336,11 @@ mod tests {
             ]
         );
         assert!(errors[1].to_string().contains("1 to 200"), "{}", errors[1]);
+        let unsigned = json!({"clients": [{"appId": "1", "key": "k", "isolated": true}]});
+        let errors = from_value(&unsigned).expect_err("isolated without a secret");
+        assert_eq!(errors[0].key, "clients[0].isolated");
+        let signed =
+            json!({"clients": [{"appId": "1", "key": "k", "secret": "s", "isolated": true}]});
+        assert!(from_value(&signed).expect("valid").clients[0].isolated);
     }
 }

@@ -7,12 +7,14 @@ mod admission;
 mod channel_name;
 mod publication;
 mod registry;
+mod space;
 
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, validate_channel_name,
 };
 pub use publication::{Member, Message, Publication, SocketId, user_id_text};
 pub use registry::{ChannelInfo, Hub};
+pub use space::{Space, visible_name};
 
 use bytes::Bytes;
 use std::sync::Arc;

@@ -5,3 +5,4 @@ pub(crate) mod client_events;
 pub mod pusher;
 pub(crate) mod rate;
 pub mod socketio;
+pub(crate) mod subscriptions;

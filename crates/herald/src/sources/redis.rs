@@ -225,6 +225,10 @@ impl RedisSource {
         {
             self.report_prefix_mismatch(full_channel, payload);
         }
+        if let Err(e) = crate::hub::validate_channel_name(channel) {
+            console::dev_error(&format!("Redis channel {full_channel:?} ignored: {e}"));
+            return;
+        }
         let message = match parse_laravel_message(payload) {
             Ok(message) => message,
             Err(e) => {

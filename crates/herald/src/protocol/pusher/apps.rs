@@ -1,6 +1,7 @@
 //! Pusher apps: the `clients` entries with a `secret`, found by the key browsers connect with.
 
 use crate::config::{ApiClient, AppLimits, WhisperOptions};
+use crate::hub::Space;
 use crate::protocol::client_events::Rules;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ pub struct PusherApp {
     pub secret: String,
     /// Whether its connections may send client events (`enableClientMessages`).
     pub client_messages: bool,
+    /// Where its channels live: the shared space, or its own (`isolated`).
+    pub space: Space,
     /// Its bounds (`maxConnections`, `maxPresenceMembersPerChannel`, …).
     pub limits: AppLimits,
     /// What its client events must keep to.
@@ -61,6 +64,7 @@ impl PusherApps {
                     key: client.key.clone(),
                     secret,
                     client_messages: client.client_messages,
+                    space: client.space(),
                     limits: client.limits,
                     client_events: Rules::for_app(&client.limits, whispers),
                     connections: AtomicUsize::new(0),

@@ -14,10 +14,10 @@ use crate::metrics::{PUSHER, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
+use crate::protocol::subscriptions::Subscriptions;
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{Map, Value, json};
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -57,7 +57,7 @@ pub(super) async fn run(
         ctx,
         app,
         subscriber,
-        channels: HashMap::new(),
+        channels: Subscriptions::default(),
     };
     let established =
         frames::connection_established(connection.id().as_str(), ACTIVITY_TIMEOUT.as_secs());
@@ -175,9 +175,8 @@ struct Connection {
     ctx: Arc<PusherContext>,
     app: Arc<PusherApp>,
     subscriber: Arc<PusherSubscriber>,
-    /// Channels subscribed (in the Hub), with the user id this connection is a member as in
-    /// presence ones: its client events there carry it.
-    channels: HashMap<String, Option<Arc<str>>>,
+    /// Channels subscribed (in the Hub), by the names the client knows them by.
+    channels: Subscriptions,
     client_events: RateLimiter,
 }
 
@@ -344,14 +343,11 @@ impl Connection {
             ));
         }
         let kind = ChannelKind::of(&channel);
-        if self.channels.contains_key(&channel) && kind != ChannelKind::Presence {
+        if self.channels.is_joined(&channel) && kind != ChannelKind::Presence {
             return self.queue(frames::subscription_succeeded(&channel, &json!({})));
         }
-        if self.channels.len() >= self.ctx.limits.max_channels_per_connection {
-            let reason = format!(
-                "too many channels: at most {} per connection (limits.maxChannelsPerConnection)",
-                self.ctx.limits.max_channels_per_connection
-            );
+        let limit = self.ctx.limits.max_channels_per_connection;
+        if let Err(reason) = self.channels.room_for(&channel, limit) {
             return self.queue(frames::subscription_error(
                 &channel,
                 "LimitReached",
@@ -383,8 +379,9 @@ impl Connection {
                 ));
             }
         }
-        self.ctx.hub.subscribe(&channel, self.subscriber.clone());
-        self.channels.insert(channel.clone(), None);
+        let key = self.app.space.key(&channel).into_owned();
+        self.ctx.hub.subscribe(&key, self.subscriber.clone());
+        self.channels.join(&channel);
         if kind != ChannelKind::Presence {
             console::dev(&format!("{} joined channel: {channel}", self.id()));
             return self.queue(frames::subscription_succeeded(&channel, &json!({})));
@@ -397,7 +394,7 @@ impl Connection {
         match self
             .ctx
             .presence
-            .join_announced(&channel, self.id(), &channel_data, self.member_limits())
+            .join_announced(&key, self.id(), &channel_data, self.member_limits())
             .await
         {
             Ok(joined) => {
@@ -412,7 +409,7 @@ impl Connection {
                 let presence = json!({"presence": {"ids": ids, "hash": hash, "count": count}});
                 self.queue(frames::subscription_succeeded(&channel, &presence));
                 self.channels
-                    .insert(channel.clone(), Some(Arc::from(joined.member.user_key())));
+                    .set_member(&channel, Arc::from(joined.member.user_key()));
                 console::dev(&format!("{} joined channel: {channel}", self.id()));
             }
             Err(e) => {
@@ -438,8 +435,8 @@ impl Connection {
                         format!("{e} (the app's maxPresenceMemberSizeInKb)"),
                     ),
                 };
-                self.ctx.hub.unsubscribe(&channel, self.id());
-                self.channels.remove(&channel);
+                self.ctx.hub.unsubscribe(&key, self.id());
+                self.channels.leave(&channel);
                 self.queue(frames::subscription_error(&channel, kind, status, &reason));
             }
         }
@@ -453,12 +450,13 @@ impl Connection {
     }
 
     async fn unsubscribe(&mut self, channel: &str) {
-        if self.channels.remove(channel).is_none() {
+        if !self.channels.leave(channel) {
             return;
         }
-        self.ctx.hub.unsubscribe(channel, self.id());
+        let key = self.app.space.key(channel);
+        self.ctx.hub.unsubscribe(&key, self.id());
         if ChannelKind::of(channel) == ChannelKind::Presence {
-            self.ctx.presence.leave_announced(channel, self.id()).await;
+            self.ctx.presence.leave_announced(&key, self.id()).await;
         }
         console::dev(&format!("{} left channel: {channel}", self.id()));
     }
@@ -485,7 +483,7 @@ impl Connection {
         let event = ClientEvent {
             event: &frame.event,
             channel,
-            sender_subscribed: self.channels.contains_key(channel),
+            sender_subscribed: self.channels.is_joined(channel),
             data_bytes: data.get().len(),
         };
         if let Err(refusal) =
@@ -493,18 +491,20 @@ impl Connection {
         {
             return self.queue(reject(&refusal));
         }
-        let publication = Publication::new(channel, &frame.event, data, Some(self.id().clone()))
-            .from_member(self.channels.get(channel).cloned().flatten());
+        let key = self.app.space.key(channel);
+        let publication = Publication::new(&key, &frame.event, data, Some(self.id().clone()))
+            .from_member(self.channels.member_of(channel));
         crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
     }
 
     /// Leaves every channel and gives the connection's place back.
     async fn end(mut self) {
         self.subscriber.outbox.close();
-        for channel in std::mem::take(&mut self.channels).into_keys() {
-            self.ctx.hub.unsubscribe(&channel, self.id());
+        for channel in self.channels.take_joined() {
+            let key = self.app.space.key(&channel);
+            self.ctx.hub.unsubscribe(&key, self.id());
             if ChannelKind::of(&channel) == ChannelKind::Presence {
-                self.ctx.presence.leave_announced(&channel, self.id()).await;
+                self.ctx.presence.leave_announced(&key, self.id()).await;
             }
         }
         self.ctx.hub.connection_closed();

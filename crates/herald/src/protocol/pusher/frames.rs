@@ -1,7 +1,7 @@
 //! Pusher frames: what the server sends (JSON text; `data` double-encoded as a string where
 //! the protocol says so) and what it accepts from clients.
 
-use crate::hub::{Message, Publication};
+use crate::hub::{Message, Publication, visible_name};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -79,7 +79,7 @@ pub(super) fn subscription_error(channel: &str, kind: &str, status: u16, reason:
 
 /// A publication as a Pusher frame: every publication has one.
 pub(super) fn publication(publication: &Publication) -> Bytes {
-    let channel = &*publication.channel;
+    let channel = visible_name(&publication.channel);
     let frame = match &publication.message {
         Message::Event {
             name,

@@ -12,11 +12,11 @@ use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
+use crate::protocol::subscriptions::Subscriptions;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
-use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// What one connection holds while it is open.
@@ -26,7 +26,7 @@ struct Connection {
     subscriber: Arc<SocketIoSubscriber>,
     /// `None` once the socket is gone, so work that finishes after the disconnect (an auth
     /// answer, a presence write) cannot leave anything behind.
-    state: Mutex<Option<State>>,
+    state: Mutex<Option<Subscriptions>>,
     handshake_cookie: Option<String>,
     referer: Option<String>,
     /// `X-Forwarded-For` for auth requests: the client's real address.
@@ -34,17 +34,6 @@ struct Connection {
     whispers: Mutex<RateLimiter>,
     /// This connection's share of authorization requests in flight.
     auth_slots: ConnectionSlots,
-}
-
-#[derive(Default)]
-struct State {
-    /// Channels joined, with the user id of this connection's member in presence ones (set
-    /// once the store took it), which its whispers carry to Pusher receivers.
-    joined: BTreeMap<String, Option<Arc<str>>>,
-    /// Channels waiting for the auth endpoint, with the ticket of the latest request: an
-    /// `unsubscribe` or a newer `subscribe` makes an older answer moot.
-    pending: HashMap<String, u64>,
-    next_ticket: u64,
 }
 
 /// Registers a new socket with the Hub and wires its handlers.
@@ -85,7 +74,7 @@ pub(super) fn on_connect(
         auth_slots: ctx.authorizer.connection_slots(),
         id,
         ctx,
-        state: Mutex::new(Some(State::default())),
+        state: Mutex::new(Some(Subscriptions::default())),
     });
 
     let c = connection.clone();
@@ -125,7 +114,7 @@ impl Connection {
         console::dev_for(self.id.as_str(), &format!("{} {message}", self.id));
     }
 
-    fn state(&self) -> MutexGuard<'_, Option<State>> {
+    fn state(&self) -> MutexGuard<'_, Option<Subscriptions>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -160,11 +149,7 @@ impl Connection {
         let ticket = {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
-            state.next_ticket += 1;
-            state
-                .pending
-                .insert(request.channel.clone(), state.next_ticket);
-            state.next_ticket
+            state.ticket(&request.channel)
         };
         let connection = self.clone();
         let socket = socket.clone();
@@ -174,13 +159,8 @@ impl Connection {
     /// `limits.maxChannelsPerConnection`, counting channels joined and being authorized.
     fn over_channel_limit(&self, channel: &str) -> Option<String> {
         let state = self.state();
-        let state = state.as_ref()?;
         let limit = self.ctx.limits.max_channels_per_connection;
-        let held = state.joined.len() + state.pending.len();
-        let already = state.joined.contains_key(channel) || state.pending.contains_key(channel);
-        (!already && held >= limit).then(|| {
-            format!("this connection is subscribed to {held} channels, the limit (limits.maxChannelsPerConnection)")
-        })
+        state.as_ref()?.room_for(channel, limit).err()
     }
 
     /// Joins `channel` in the Hub unless the socket is gone, or `ticket` is no longer the
@@ -190,16 +170,15 @@ impl Connection {
         let Some(state) = state.as_mut() else {
             return false;
         };
-        if let Some(ticket) = ticket {
-            if state.pending.get(channel) != Some(&ticket) {
-                return false;
-            }
-            state.pending.remove(channel);
+        if let Some(ticket) = ticket
+            && !state.settle(channel, ticket)
+        {
+            return false;
         }
         // The room first: a publication found through the Hub is broadcast to the room.
         socket.join(channel.to_owned());
         self.ctx.hub.subscribe(channel, self.subscriber.clone());
-        state.joined.insert(channel.to_owned(), None);
+        state.join(channel);
         true
     }
 
@@ -257,10 +236,9 @@ impl Connection {
         {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
-            if state.pending.get(channel) != Some(&ticket) {
+            if !state.settle(channel, ticket) {
                 return;
             }
-            state.pending.remove(channel);
         }
         // A socket authorized earlier and refused now loses the channel.
         self.leave(socket, channel, "authorization refused");
@@ -310,31 +288,27 @@ impl Connection {
     fn is_pending(&self, channel: &str, ticket: u64) -> bool {
         self.state()
             .as_ref()
-            .is_some_and(|s| s.pending.get(channel) == Some(&ticket))
+            .is_some_and(|s| s.is_pending(channel, ticket))
     }
 
     /// Records the user this connection is in presence `channel` as; false if it is no
     /// longer joined (or the socket is gone).
     fn set_member(&self, channel: &str, user_id: Arc<str>) -> bool {
-        let mut state = self.state();
-        let Some(member) = state.as_mut().and_then(|s| s.joined.get_mut(channel)) else {
-            return false;
-        };
-        *member = Some(user_id);
-        true
+        self.state()
+            .as_mut()
+            .is_some_and(|s| s.set_member(channel, user_id))
     }
 
     /// The user id of this connection's member in `channel`, if it is a presence member there.
     fn member_of(&self, channel: &str) -> Option<Arc<str>> {
-        self.state().as_ref()?.joined.get(channel)?.clone()
+        self.state().as_ref()?.member_of(channel)
     }
 
     fn leave(&self, socket: &SocketRef, channel: &str, reason: &str) {
         let was_joined = {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
-            state.pending.remove(channel);
-            state.joined.remove(channel).is_some()
+            state.leave(channel)
         };
         if was_joined {
             self.left(channel.to_owned(), reason);
@@ -346,10 +320,10 @@ impl Connection {
     /// Releases everything once: the channels (socketioxide empties the socket's rooms itself),
     /// presence, and the connection's count. Later calls do nothing.
     fn close(&self, reason: &str) {
-        let Some(state) = self.state().take() else {
+        let Some(mut state) = self.state().take() else {
             return;
         };
-        for channel in state.joined.into_keys() {
+        for channel in state.take_joined() {
             self.left(channel, reason);
         }
         self.ctx.hub.connection_closed();
