@@ -77,8 +77,13 @@ impl Outbox {
         }
         queue.bytes += frame.len();
         queue.frames.push_back(frame);
+        // Only the first frame of a batch wakes the task: it drains everything queued before
+        // it waits again, and it looks under this lock, so no frame is left unseen.
+        let first = queue.frames.len() == 1;
         drop(queue);
-        self.ready.notify_one();
+        if first {
+            self.ready.notify_one();
+        }
         Ok(())
     }
 
@@ -194,6 +199,36 @@ mod tests {
         );
         outbox.close();
         assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Refused::Closed));
+    }
+}
+
+#[cfg(test)]
+mod batch_tests {
+    use super::*;
+
+    /// Only a push onto an empty queue wakes the reader: one drained in a batch must still
+    /// wake on the next push.
+    #[tokio::test]
+    async fn a_reader_that_drained_a_batch_wakes_on_the_next_push() {
+        let outbox = std::sync::Arc::new(Outbox::new(100));
+        outbox.push(Bytes::from_static(b"a")).expect("queued");
+        outbox.push(Bytes::from_static(b"b")).expect("queued");
+        assert_eq!(outbox.next().await, Next::Frame(Bytes::from_static(b"a")));
+        assert_eq!(outbox.pop(), Some(Bytes::from_static(b"b")));
+        assert_eq!(outbox.pop(), None);
+        for frame in [&b"c"[..], b"d"] {
+            let reader = tokio::spawn({
+                let outbox = outbox.clone();
+                async move { outbox.next().await }
+            });
+            tokio::task::yield_now().await;
+            outbox.push(Bytes::from_static(frame)).expect("queued");
+            let next = tokio::time::timeout(std::time::Duration::from_secs(1), reader)
+                .await
+                .expect("woken")
+                .expect("task");
+            assert_eq!(next, Next::Frame(Bytes::from_static(frame)));
+        }
     }
 }
 

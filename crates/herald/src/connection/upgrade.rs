@@ -12,6 +12,10 @@ use tokio_tungstenite::tungstenite::protocol::{Role, WebSocketConfig};
 /// An upgraded connection.
 pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 
+/// Bytes of frames gathered before they go to the socket in one write (a flush writes what is
+/// gathered at once).
+const WRITE_BATCH: usize = 8 * 1024;
+
 /// Largest message a client may send (a client event with its data, a subscription with its
 /// `channel_data`); a larger one closes the connection with 1009.
 const MAX_CLIENT_MESSAGE: usize = 128 * 1024;
@@ -90,7 +94,7 @@ pub fn upgrade(request: &mut Request<Body>) -> Result<Accepted, Box<Response<Bod
             .read_buffer_size(READ_CHUNK)
             // Frames go to the socket as they are fed: tungstenite's 128 KiB default would let
             // a burst leave that much buffer behind on a connection that then idles.
-            .write_buffer_size(0)
+            .write_buffer_size(WRITE_BATCH)
             .max_message_size(Some(MAX_CLIENT_MESSAGE))
             .max_frame_size(Some(MAX_CLIENT_MESSAGE));
         Some(
