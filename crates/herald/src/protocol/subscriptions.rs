@@ -2,19 +2,26 @@
 //! presence channel as), those waiting for an authorization answer under a ticket, and the
 //! per-connection channel limit. Each adapter keeps one per connection.
 
-use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 /// The channels of one connection.
+///
+/// Lists, not maps: a connection holds a handful of channels, so a scan is as fast as a hash
+/// and an idle connection's one channel costs one small allocation (this is per connection
+/// memory, which docs/performance.md measures).
 #[derive(Debug, Default)]
 pub(crate) struct Subscriptions {
     /// Joined channels, with the user id of this connection's member in presence ones (set
     /// once the presence store took it): client events there carry it.
-    joined: BTreeMap<String, Option<Arc<str>>>,
+    joined: Vec<(Box<str>, Option<Arc<str>>)>,
     /// Channels waiting for the auth endpoint, with the ticket of the latest request: an
     /// unsubscribe or a newer subscribe makes an older answer moot.
-    pending: HashMap<String, u64>,
+    pending: Vec<(Box<str>, u64)>,
     next_ticket: u64,
+}
+
+fn position<T>(list: &[(Box<str>, T)], channel: &str) -> Option<usize> {
+    list.iter().position(|(name, _)| &**name == channel)
 }
 
 impl Subscriptions {
@@ -22,7 +29,8 @@ impl Subscriptions {
     /// (`limits.maxChannelsPerConnection`), counting channels joined and being authorized.
     pub(crate) fn room_for(&self, channel: &str, limit: usize) -> Result<(), String> {
         let held = self.joined.len() + self.pending.len();
-        let already = self.joined.contains_key(channel) || self.pending.contains_key(channel);
+        let already =
+            position(&self.joined, channel).is_some() || position(&self.pending, channel).is_some();
         if already || held < limit {
             return Ok(());
         }
@@ -34,13 +42,16 @@ impl Subscriptions {
     /// A ticket for an authorization request for `channel`; older ones for it lapse.
     pub(crate) fn ticket(&mut self, channel: &str) -> u64 {
         self.next_ticket += 1;
-        self.pending.insert(channel.to_owned(), self.next_ticket);
+        match position(&self.pending, channel) {
+            Some(i) => self.pending[i].1 = self.next_ticket,
+            None => self.pending.push((Box::from(channel), self.next_ticket)),
+        }
         self.next_ticket
     }
 
     /// Whether `ticket` is still the latest request for `channel`.
     pub(crate) fn is_pending(&self, channel: &str, ticket: u64) -> bool {
-        self.pending.get(channel) == Some(&ticket)
+        position(&self.pending, channel).is_some_and(|i| self.pending[i].1 == ticket)
     }
 
     /// Ends the wait for `channel` if `ticket` is the latest request; false if it lapsed.
@@ -48,26 +59,29 @@ impl Subscriptions {
         if !self.is_pending(channel, ticket) {
             return false;
         }
-        self.pending.remove(channel);
+        self.pending.retain(|(name, _)| &**name != channel);
         true
     }
 
     /// Records `channel` as joined (not yet as a presence member).
     pub(crate) fn join(&mut self, channel: &str) {
-        self.joined.insert(channel.to_owned(), None);
+        match position(&self.joined, channel) {
+            Some(i) => self.joined[i].1 = None,
+            None => self.joined.push((Box::from(channel), None)),
+        }
     }
 
     /// Whether `channel` is joined.
     pub(crate) fn is_joined(&self, channel: &str) -> bool {
-        self.joined.contains_key(channel)
+        position(&self.joined, channel).is_some()
     }
 
     /// Records the user this connection is in presence `channel` as; false if the channel is
     /// no longer joined.
     pub(crate) fn set_member(&mut self, channel: &str, user_id: Arc<str>) -> bool {
-        match self.joined.get_mut(channel) {
-            Some(member) => {
-                *member = Some(user_id);
+        match position(&self.joined, channel) {
+            Some(i) => {
+                self.joined[i].1 = Some(user_id);
                 true
             }
             None => false,
@@ -76,19 +90,28 @@ impl Subscriptions {
 
     /// The user id of this connection's member in `channel`, if it is a presence member there.
     pub(crate) fn member_of(&self, channel: &str) -> Option<Arc<str>> {
-        self.joined.get(channel)?.clone()
+        self.joined[position(&self.joined, channel)?].1.clone()
     }
 
     /// Forgets `channel`, joined or waiting; true if it was joined.
     pub(crate) fn leave(&mut self, channel: &str) -> bool {
-        self.pending.remove(channel);
-        self.joined.remove(channel).is_some()
+        self.pending.retain(|(name, _)| &**name != channel);
+        match position(&self.joined, channel) {
+            Some(i) => {
+                self.joined.swap_remove(i);
+                true
+            }
+            None => false,
+        }
     }
 
     /// Every joined channel, forgetting them all.
     pub(crate) fn take_joined(&mut self) -> Vec<String> {
-        self.pending.clear();
-        std::mem::take(&mut self.joined).into_keys().collect()
+        self.pending = Vec::new();
+        std::mem::take(&mut self.joined)
+            .into_iter()
+            .map(|(name, _)| name.into())
+            .collect()
     }
 }
 
