@@ -433,6 +433,17 @@ describe('raw frames: error and close codes', () => {
     }, { what: 'the place freed' });
   });
 
+  test("#-channels are the server's own: a client cannot subscribe to #server-to-user-…", async () => {
+    const c = await raw(`/app/${PUSHER_APP.key}?protocol=7`);
+    await waitUntil(() => c.frames.length === 1, { what: 'connection_established' });
+    c.send({ event: 'pusher:subscribe', data: { channel: '#server-to-user-1' } });
+    await waitUntil(() => c.frames.length === 2, { what: 'the refusal' });
+    assert.equal(c.frames[1].event, 'pusher:subscription_error');
+    assert.equal(c.frames[1].data.status, 400);
+    assert.match(c.frames[1].data.error, /reserved/);
+    c.ws.close();
+  });
+
   test('no protocol version: 4008; protocol 6: 4007', async () => {
     assert.equal((await (await raw(`/app/${PUSHER_APP.key}`)).closed).code, 4008);
     assert.equal((await (await raw(`/app/${PUSHER_APP.key}?protocol=6`)).closed).code, 4007);

@@ -44,6 +44,10 @@ pub enum ChannelNameError {
     /// Contains whitespace or control characters.
     #[error("channel name contains whitespace or control characters")]
     BadCharacter,
+    /// Starts with `#`, which Pusher reserves for the server's own channels
+    /// (`#server-to-user-<id>`): publishers may name them, clients may not subscribe.
+    #[error("channel names starting with # are reserved for the server's own channels")]
+    Reserved,
 }
 
 /// Checks a channel name a client or publisher sent.
@@ -57,6 +61,15 @@ pub fn validate_channel_name(name: &str) -> Result<(), ChannelNameError> {
     } else {
         Ok(())
     }
+}
+
+/// Checks a channel name a client asks to subscribe to: a valid name, not a reserved one.
+pub fn validate_subscription(name: &str) -> Result<(), ChannelNameError> {
+    validate_channel_name(name)?;
+    if name.starts_with('#') {
+        return Err(ChannelNameError::Reserved);
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -86,5 +99,11 @@ mod tests {
             validate_channel_name(&"x".repeat(201)),
             Err(ChannelNameError::TooLong)
         );
+        assert_eq!(validate_channel_name("#server-to-user-1"), Ok(()));
+        assert_eq!(
+            validate_subscription("#server-to-user-1"),
+            Err(ChannelNameError::Reserved)
+        );
+        assert_eq!(validate_subscription("a#b"), Ok(()));
     }
 }

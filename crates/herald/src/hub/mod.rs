@@ -11,6 +11,7 @@ mod space;
 
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, validate_channel_name,
+    validate_subscription,
 };
 pub use publication::{Member, Message, Publication, SocketId, user_id_text};
 pub use registry::{ChannelInfo, Hub};

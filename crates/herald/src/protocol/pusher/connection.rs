@@ -9,7 +9,7 @@ use super::subscriber::PusherSubscriber;
 use super::{ACTIVITY_TIMEOUT, PONG_TIMEOUT, PusherApp, PusherContext};
 use crate::connection::{Next, Outbox, WebSocket};
 use crate::console;
-use crate::hub::{ChannelKind, Publication, SocketId, validate_channel_name};
+use crate::hub::{ChannelKind, Publication, SocketId, validate_subscription};
 use crate::metrics::{PUSHER, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
@@ -322,7 +322,7 @@ impl Connection {
 
     async fn subscribe(&mut self, data: SubscribeData) {
         let channel = data.channel;
-        if let Err(e) = validate_channel_name(&channel) {
+        if let Err(e) = validate_subscription(&channel) {
             return self.queue(frames::subscription_error(
                 &channel,
                 "InvalidChannel",

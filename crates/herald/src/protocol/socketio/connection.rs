@@ -7,7 +7,7 @@ use super::in_order::InOrder;
 use super::subscriber::SocketIoSubscriber;
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
-use crate::hub::{ChannelKind, Fanout, Member, Publication, SocketId, validate_channel_name};
+use crate::hub::{ChannelKind, Fanout, Member, Publication, SocketId, validate_subscription};
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
@@ -126,7 +126,7 @@ impl Connection {
                 return;
             }
         };
-        if let Err(e) = validate_channel_name(&request.channel) {
+        if let Err(e) = validate_subscription(&request.channel) {
             let reason = format!("invalid channel name: {e}");
             self.log(format_args!(
                 "could not join {:?}: {reason}",
