@@ -387,6 +387,48 @@ test('an isolated app has a channel space of its own: its API, its connections, 
   }
 });
 
+test('end-to-end encrypted channels: pusher-js decrypts what the SDK encrypted; Herald relays the ciphertext untouched and refuses client events', async () => {
+  const { default: PusherServer } = await import('pusher');
+  const { randomBytes, createHmac } = await import('node:crypto');
+  const masterKey = randomBytes(32).toString('base64');
+  const encryptingAuth = await startPusherAuthEndpoint({ ...PUSHER_APP, encryptionMasterKeyBase64: masterKey });
+  const sdk = new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: PUSHER_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false, encryptionMasterKeyBase64: masterKey });
+  const pusher = await connectPusher(herald.port, { auth: encryptingAuth, user: 'e1' });
+  const sio = await connectEcho(herald.url, { echo: 2, sio: 4, auth: { headers: { Authorization: 'Bearer user-4' } } });
+  try {
+    const received = bind(pusher, 'private-encrypted-vault', 'Secret');
+    const sioReceived = [];
+    sio.echo.private('encrypted-vault').listen('.Secret', (data) => sioReceived.push(data));
+    await subscribed(pusher, 'private-encrypted-vault');
+    await waitSubscribed(herald, 'private-encrypted-vault', 2, API);
+    await sdk.trigger('private-encrypted-vault', 'Secret', { code: 1234 });
+    await waitUntil(() => received.length === 1, { what: 'the decrypted event' });
+    assert.deepEqual(received, [{ code: 1234 }]);
+    await waitUntil(() => sioReceived.length === 1, { what: 'the Socket.IO subscriber gets the same bytes' });
+    const relayed = sioReceived[0];
+    const envelope = typeof relayed === 'string' ? JSON.parse(relayed) : relayed;
+    assert.ok(envelope.nonce && envelope.ciphertext, 'the ciphertext as the SDK sent it');
+    assert.doesNotMatch(JSON.stringify(relayed), /1234/);
+
+    const c = await raw(`/app/${PUSHER_APP.key}?protocol=7`);
+    await waitUntil(() => c.frames.length === 1, { what: 'connection_established' });
+    const socketId = JSON.parse(c.frames[0].data).socket_id;
+    const signature = createHmac('sha256', PUSHER_APP.secret).update(`${socketId}:private-encrypted-vault`).digest('hex');
+    c.send({ event: 'pusher:subscribe', data: { channel: 'private-encrypted-vault', auth: `${PUSHER_APP.key}:${signature}` } });
+    await waitUntil(() => c.frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'), { what: 'subscribed' });
+    c.send({ event: 'client-peek', channel: 'private-encrypted-vault', data: {} });
+    await waitUntil(() => c.frames.some((f) => f.event === 'pusher:error'), { what: 'the refusal' });
+    const refusal = c.frames.find((f) => f.event === 'pusher:error');
+    assert.equal(refusal.data.code, 4301);
+    assert.match(refusal.data.message, /not allowed on encrypted channels/);
+    c.ws.close();
+  } finally {
+    pusher.disconnect();
+    sio.close();
+    await encryptingAuth.stop();
+  }
+});
+
 describe('raw frames: error and close codes', () => {
   test('an app with enableClientMessages: false refuses client events with 4301', async () => {
     const { createHmac } = await import('node:crypto');

@@ -68,6 +68,12 @@ pub struct Metrics {
     /// Requests naming a session they do not own (a bare Engine.IO 4 id, another client's
     /// Engine.IO 3 session), refused.
     pub session_refusals: Counter,
+    /// Webhook events delivered (a 2xx answer).
+    pub webhook_events_sent: Counter,
+    /// Webhook requests that failed (an error or a non-2xx answer); each is retried.
+    pub webhook_failures: Counter,
+    /// Webhook events given up on: retried for 5 minutes, or no room to queue them.
+    pub webhook_events_dropped: Counter,
 }
 
 impl Metrics {
@@ -91,6 +97,9 @@ impl Metrics {
             queue_drops: Counter::default(),
             slow_disconnections: Counter::default(),
             session_refusals: Counter::default(),
+            webhook_events_sent: Counter::default(),
+            webhook_failures: Counter::default(),
+            webhook_events_dropped: Counter::default(),
             registry: Registry::default(),
         };
         registry.register(
@@ -167,6 +176,21 @@ impl Metrics {
             "session_refusals",
             "Requests refused for naming a session they do not own",
             metrics.session_refusals.clone(),
+        );
+        registry.register(
+            "webhook_events_sent",
+            "Webhook events delivered",
+            metrics.webhook_events_sent.clone(),
+        );
+        registry.register(
+            "webhook_failures",
+            "Webhook requests that failed and will be retried or given up",
+            metrics.webhook_failures.clone(),
+        );
+        registry.register(
+            "webhook_events_dropped",
+            "Webhook events given up on after 5 minutes of retries, or not queued",
+            metrics.webhook_events_dropped.clone(),
         );
         Metrics {
             registry,

@@ -1,6 +1,14 @@
 //! Comparing secrets (API keys, tokens) in constant time.
 
+use ring::hmac;
 use subtle::ConstantTimeEq;
+
+/// `hex(HMAC-SHA256(secret, message))`: how Pusher signs subscriptions, API requests and
+/// webhook bodies.
+pub fn hmac_sha256_hex(secret: &str, message: &[u8]) -> String {
+    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
+    hex::encode(hmac::sign(&key, message).as_ref())
+}
 
 /// Whether two secrets are equal, in time that does not depend on where they differ.
 pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {

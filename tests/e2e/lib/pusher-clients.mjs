@@ -16,7 +16,8 @@ export const PUSHER_APP = { appId: '4242', key: 'pusher-key', secret: 'pusher-se
  * `Authorization: Bearer user-<id>`; the answer is signed by the `pusher` SDK.
  */
 export async function startPusherAuthEndpoint(app = PUSHER_APP) {
-  const signer = new PusherServer({ appId: app.appId, key: app.key, secret: app.secret, cluster: 'mt1' });
+  // With `encryptionMasterKeyBase64`, private-encrypted- answers carry the channel's shared_secret.
+  const signer = new PusherServer({ appId: app.appId, key: app.key, secret: app.secret, cluster: 'mt1', encryptionMasterKeyBase64: app.encryptionMasterKeyBase64 });
   return startAuthEndpoint((request) => {
     const id = /^Bearer user-(\w+)$/.exec(request.headers.authorization ?? '')?.[1];
     if (!id) return { status: 403, body: { message: 'This action is unauthorized.' } };

@@ -2,6 +2,7 @@
 //! also a Pusher app. Per-app options take soketi's names, so a soketi app array carries over.
 
 use super::reader::Reader;
+use super::webhooks::{WebhookTarget, read_webhooks};
 use crate::hub::MAX_CHANNEL_NAME_BYTES;
 use serde_json::Value;
 
@@ -24,6 +25,8 @@ pub struct ApiClient {
     pub isolated: bool,
     /// The app's own bounds; unset ones fall back to the server-wide limits.
     pub limits: AppLimits,
+    /// Where the app is told what happens to its channels (`webhooks`).
+    pub webhooks: Vec<WebhookTarget>,
 }
 
 /// Per-app bounds (soketi's names). `None` where the config leaves one unset (or sets -1):
@@ -100,6 +103,7 @@ const CLIENT_KEYS: &[&str] = &[
     "secret",
     "enableClientMessages",
     "isolated",
+    "webhooks",
     "maxConnections",
     "maxClientEventsPerSecond",
     "maxPresenceMembersPerChannel",
@@ -178,6 +182,7 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
             }
         };
         let limits = read_limits(r, i, item);
+        let webhooks = read_webhooks(r, i, item, secret.is_some());
         match (app_id, key) {
             (Some(app_id), Some(key)) => clients.push(ApiClient {
                 app_id: app_id.to_owned(),
@@ -186,6 +191,7 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 client_messages,
                 isolated,
                 limits,
+                webhooks,
             }),
             _ => r.fail(
                 &format!("clients[{i}]"),

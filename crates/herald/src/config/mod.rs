@@ -8,6 +8,7 @@ mod merge;
 mod port;
 mod reader;
 mod socketio;
+mod webhooks;
 
 pub use clients::{
     ApiClient, AppLimits, DEFAULT_EVENT_BATCH_SIZE, DEFAULT_EVENT_CHANNELS_AT_ONCE,
@@ -23,6 +24,7 @@ pub use merge::deep_merge;
 pub use port::parse_port;
 pub use reader::ConfigError;
 pub use socketio::{CookieOptions, SocketIoOptions, Transport};
+pub use webhooks::{WebhookKind, WebhookTarget};
 
 use reader::Reader;
 use serde_json::Value;

@@ -10,6 +10,9 @@ pub enum ChannelKind {
     Public,
     /// `private-…`: needs authorization.
     Private,
+    /// `private-encrypted-…`: authorized like a private channel; payloads are end-to-end
+    /// encrypted by the app and relayed untouched, and clients may not send events on it.
+    Encrypted,
     /// `presence-…`: needs authorization and tracks members.
     Presence,
 }
@@ -19,6 +22,8 @@ impl ChannelKind {
     pub fn of(name: &str) -> ChannelKind {
         if name.starts_with("presence-") {
             ChannelKind::Presence
+        } else if name.starts_with("private-encrypted-") {
+            ChannelKind::Encrypted
         } else if name.starts_with("private-") {
             ChannelKind::Private
         } else {
@@ -80,7 +85,12 @@ mod tests {
     fn kinds_use_anchored_prefixes() {
         assert_eq!(ChannelKind::of("orders"), ChannelKind::Public);
         assert_eq!(ChannelKind::of("private-orders.1"), ChannelKind::Private);
-        assert_eq!(ChannelKind::of("private-encrypted-x"), ChannelKind::Private);
+        assert_eq!(
+            ChannelKind::of("private-encrypted-x"),
+            ChannelKind::Encrypted
+        );
+        assert_eq!(ChannelKind::of("private-encryptedx"), ChannelKind::Private);
+        assert!(ChannelKind::Encrypted.needs_authorization());
         assert_eq!(ChannelKind::of("presence-chat.1"), ChannelKind::Presence);
         assert_eq!(ChannelKind::of("foo-private-bar"), ChannelKind::Public);
         assert_eq!(ChannelKind::of("App.Models.User.1"), ChannelKind::Public);

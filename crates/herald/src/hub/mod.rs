@@ -79,6 +79,29 @@ impl Frames {
     }
 }
 
+/// Something that happened to a channel (by its Hub key), told to a [`ChannelWatcher`].
+#[derive(Debug, Clone, Copy)]
+pub enum ChannelChange<'a> {
+    /// The channel got its first subscriber on this node.
+    Occupied(&'a str),
+    /// The channel lost its last subscriber on this node.
+    Vacated(&'a str),
+    /// A user joined a presence channel (their first connection in it).
+    MemberAdded(&'a str, &'a Member),
+    /// A user left a presence channel (their last connection in it).
+    MemberRemoved(&'a str, &'a Member),
+    /// A client event (a whisper) is being published.
+    ClientEvent(&'a Publication),
+}
+
+/// Told of channel changes (webhooks watch this way).
+///
+/// Called under a shard's lock or on the publish path: it must only enqueue, never block.
+pub trait ChannelWatcher: Send + Sync + 'static {
+    /// One change.
+    fn observe(&self, change: ChannelChange<'_>);
+}
+
 /// Delivers a publication to all of one protocol's subscribers of its channel at once.
 ///
 /// Like [`Subscriber::deliver`], it runs under a shard's read lock: enqueue only, never block.

@@ -1,11 +1,13 @@
 //! The sharded channel registry and the fan-out loop.
 
 use super::admission::Admission;
-use super::{Delivery, Fanout, Frames, Publication, SocketId, Subscriber};
+use super::{
+    ChannelChange, ChannelWatcher, Delivery, Fanout, Frames, Publication, SocketId, Subscriber,
+};
 use crate::metrics::metrics;
 use std::collections::HashMap;
 use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Arc, OnceLock, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 /// Number of shards; a publish locks one, so unrelated channels never contend.
 const SHARDS: usize = 64;
@@ -32,6 +34,8 @@ pub struct Hub {
     shards: Box<[RwLock<Shard>]>,
     hasher: BuildHasherDefault<DefaultHasher>,
     admission: Admission,
+    /// Told of channel changes, if anyone watches (webhooks); unset costs nothing.
+    watcher: OnceLock<Arc<dyn ChannelWatcher>>,
 }
 
 impl Default for Hub {
@@ -47,6 +51,19 @@ impl Hub {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: BuildHasherDefault::default(),
             admission: Admission::default(),
+            watcher: OnceLock::new(),
+        }
+    }
+
+    /// Tells `watcher` of every later channel change (once; a second watcher is ignored).
+    pub fn watch(&self, watcher: Arc<dyn ChannelWatcher>) {
+        let _ = self.watcher.set(watcher);
+    }
+
+    /// Tells the watcher, if any, of `change`.
+    pub fn observe(&self, change: ChannelChange<'_>) {
+        if let Some(watcher) = self.watcher.get() {
+            watcher.observe(change);
         }
     }
 
@@ -97,9 +114,9 @@ impl Hub {
     /// Adds `subscriber` to `channel`. Returns false if it was already there (idempotent).
     pub fn subscribe(&self, channel: &str, subscriber: Arc<dyn Subscriber>) -> bool {
         let mut shard = self.write(channel);
-        let subscribers = match shard.channels.get_mut(channel) {
-            Some(subscribers) => subscribers,
-            None => shard.channels.entry(Arc::from(channel)).or_default(),
+        let (subscribers, new) = match shard.channels.get_mut(channel) {
+            Some(subscribers) => (subscribers, false),
+            None => (shard.channels.entry(Arc::from(channel)).or_default(), true),
         };
         let id = subscriber.socket_id().clone();
         if subscribers.contains_key(&id) {
@@ -107,6 +124,9 @@ impl Hub {
         }
         subscribers.insert(id, subscriber);
         metrics().subscriptions.inc();
+        if new {
+            self.observe(ChannelChange::Occupied(channel));
+        }
         true
     }
 
@@ -119,6 +139,7 @@ impl Hub {
         let removed = subscribers.remove(socket_id).is_some();
         if subscribers.is_empty() {
             shard.channels.remove(channel);
+            self.observe(ChannelChange::Vacated(channel));
         }
         if removed {
             metrics().subscriptions.dec();

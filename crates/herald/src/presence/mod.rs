@@ -23,7 +23,7 @@ pub use sqlite::SqliteStore;
 pub use store::{PresenceStore, Removed, StoreError};
 
 use crate::config::{Config, PresenceDriver};
-use crate::hub::{Hub, Message, Publication, SocketId};
+use crate::hub::{ChannelChange, Hub, Message, Publication, SocketId};
 use crate::node::NodeId;
 use serde_json::Value;
 use std::collections::HashSet;
@@ -188,9 +188,12 @@ impl Presence {
             return Err(JoinError::Full(limit));
         }
         if joined.first_for_user {
+            let member = Arc::new(joined.member.public());
+            self.hub
+                .observe(ChannelChange::MemberAdded(channel, &member));
             self.hub.publish(&Publication::presence(
                 channel,
-                Message::MemberAdded(Arc::new(joined.member.public())),
+                Message::MemberAdded(member),
                 Some(socket_id.clone()),
             ));
         }
@@ -203,9 +206,12 @@ impl Presence {
     pub async fn leave_announced(&self, channel: &str, socket_id: &SocketId) {
         match self.leave(channel, socket_id).await {
             Ok(Some(left)) if left.last_for_user => {
+                let member = Arc::new(left.member.public());
+                self.hub
+                    .observe(ChannelChange::MemberRemoved(channel, &member));
                 self.hub.publish(&Publication::presence(
                     channel,
-                    Message::MemberRemoved(Arc::new(left.member.public())),
+                    Message::MemberRemoved(member),
                     None,
                 ));
             }

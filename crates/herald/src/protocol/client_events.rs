@@ -16,6 +16,8 @@ pub(crate) enum Refusal {
     NameTooLong(usize),
     /// Public channels carry no client events (anyone could send them).
     PublicChannel,
+    /// Encrypted channels carry none either: their payloads are encrypted by the app's server.
+    EncryptedChannel,
     /// The sender has not joined (been authorized to) the channel.
     NotSubscribed,
     /// `data` is over `whisperMaxBytes`.
@@ -34,6 +36,9 @@ impl fmt::Display for Refusal {
             Refusal::PublicChannel => {
                 f.write_str("whispers are only allowed on private and presence channels")
             }
+            Refusal::EncryptedChannel => f.write_str(
+                "client events are not allowed on encrypted channels (private-encrypted-…)",
+            ),
             Refusal::NotSubscribed => {
                 f.write_str("subscribe to the channel (and be authorized) before whispering")
             }
@@ -105,8 +110,10 @@ pub(crate) fn check(
     if event.event.len() > rules.max_name_bytes {
         return Err(Refusal::NameTooLong(rules.max_name_bytes));
     }
-    if !ChannelKind::of(event.channel).needs_authorization() {
-        return Err(Refusal::PublicChannel);
+    match ChannelKind::of(event.channel) {
+        ChannelKind::Public => return Err(Refusal::PublicChannel),
+        ChannelKind::Encrypted => return Err(Refusal::EncryptedChannel),
+        ChannelKind::Private | ChannelKind::Presence => {}
     }
     if !event.sender_subscribed {
         return Err(Refusal::NotSubscribed);
@@ -158,6 +165,10 @@ mod tests {
         assert_eq!(
             check(event("client-t", "a", true, 1)),
             Err(Refusal::PublicChannel)
+        );
+        assert_eq!(
+            check(event("client-t", "private-encrypted-a", true, 1)),
+            Err(Refusal::EncryptedChannel)
         );
         assert_eq!(
             check(event("client-t", "private-a", false, 1)),

@@ -91,6 +91,9 @@ pub async fn run(
         ListenProtocol::Http => None,
     };
     let hub = Arc::new(Hub::new());
+    if let Some(webhooks) = crate::webhooks::Webhooks::start(&config.clients)? {
+        hub.watch(webhooks);
+    }
     let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
     let presence_upkeep = tokio::spawn(keep_presence(presence.clone(), stopped_node));
     let ctx = Arc::new(SocketIoContext {

@@ -494,7 +494,7 @@ impl Connection {
         let key = self.app.space.key(channel);
         let publication = Publication::new(&key, &frame.event, data, Some(self.id().clone()))
             .from_member(self.channels.member_of(channel));
-        crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
+        crate::sources::dispatch_client_event(&self.ctx.hub, &publication);
     }
 
     /// Leaves every channel and gives the connection's place back.

@@ -7,8 +7,7 @@ use ring::hmac;
 /// `hex(HMAC-SHA256(secret, text))`.
 #[cfg(test)]
 pub(super) fn sign(secret: &str, text: &str) -> String {
-    let key = hmac::Key::new(hmac::HMAC_SHA256, secret.as_bytes());
-    hex::encode(hmac::sign(&key, text.as_bytes()).as_ref())
+    crate::secret::hmac_sha256_hex(secret, text.as_bytes())
 }
 
 /// The text a subscription's `auth` signs: `<socket_id>:<channel>` for private channels,

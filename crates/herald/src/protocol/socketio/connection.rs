@@ -368,7 +368,7 @@ impl Connection {
             Some(self.id.clone()),
         )
         .from_member(self.member_of(&request.channel));
-        crate::sources::dispatch(&self.ctx.hub, &publication, "whisper");
+        crate::sources::dispatch_client_event(&self.ctx.hub, &publication);
     }
 
     fn check_whisper(&self, request: &WhisperRequest) -> Result<(), client_events::Refusal> {
