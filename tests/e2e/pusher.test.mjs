@@ -16,6 +16,7 @@ import { PUSHER_APP, connectPusher, connectEchoPusher, startPusherAuthEndpoint }
 const API = { appId: 'app', key: 'key' };
 const QUIET_APP = { appId: '4343', key: 'quiet-key', secret: 'quiet-secret', enableClientMessages: false };
 const SMALL_APP = { appId: '4444', key: 'small-key', secret: 'small-secret', maxConnections: 1 };
+const SIGNIN_APP = { appId: '4747', key: 'signin-key', secret: 'signin-secret', enableUserAuthentication: true, userAuthenticationTimeout: 1500 };
 const ISOLATED_APP = { appId: '4646', key: 'isolated-key', secret: 'isolated-secret', isolated: true };
 // soketi's per-app limits, set low enough to reach.
 const LIMITED_APP = {
@@ -46,7 +47,7 @@ before(async () => {
   isolatedAuth = await startPusherAuthEndpoint(ISOLATED_APP);
   herald = await startHerald({
     config: {
-      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP, LIMITED_APP, ISOLATED_APP],
+      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP, LIMITED_APP, ISOLATED_APP, SIGNIN_APP],
       authHost: echoAuth.url,
       database: 'redis',
       databaseConfig: { redis: { port: redis.port } },
@@ -427,6 +428,83 @@ test('end-to-end encrypted channels: pusher-js decrypts what the SDK encrypted; 
     sio.close();
     await encryptingAuth.stop();
   }
+});
+
+describe('users (pusher:signin)', () => {
+  const signedIn = async (user, watchlist) => {
+    const pusher = await connectPusher(herald.port, { auth: pusherAuth, user, watchlist });
+    const online = [];
+    pusher.user.watchlist.bind('online', (e) => online.push(...e.user_ids));
+    pusher.user.watchlist.bind('offline', (e) => online.push(...e.user_ids.map((id) => `-${id}`)));
+    const notes = [];
+    pusher.user.bind('Note', (data) => notes.push(data));
+    pusher.signin();
+    await waitUntil(() => pusher.user.user_data?.id === user, { what: `${user} signed in` });
+    await waitUntil(() => pusher.user.serverToUserChannel?.subscribed, { what: `${user}'s channel` });
+    return { pusher, online, notes };
+  };
+  const sdk = async () => {
+    const { default: PusherServer } = await import('pusher');
+    return new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: PUSHER_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+  };
+
+  test('sendToUser reaches every connection of that user; the watchlist hears online and offline; terminateUserConnections closes them', async () => {
+    const watcher = await signedIn('w1', ['b1', 'b2']);
+    const b = await signedIn('b1');
+    const bTab = await signedIn('b1');
+    const other = await signedIn('o1');
+    try {
+      await waitUntil(() => watcher.online.includes('b1'), { what: 'b1 online' });
+      assert.deepEqual(watcher.online, ['b1'], 'once for the first connection, not for the second tab');
+      const server = await sdk();
+      await server.sendToUser('b1', 'Note', { n: 1 });
+      await waitUntil(() => b.notes.length === 1 && bTab.notes.length === 1, { what: 'both tabs' });
+      await sleep(200);
+      assert.deepEqual(other.notes, [], 'nobody else');
+      const closes = [new Set(), new Set()];
+      [b, bTab].forEach((tab, i) => tab.pusher.connection.bind('error', (e) => closes[i].add(e.data?.code ?? e.error?.data?.code)));
+      await server.terminateUserConnections('b1');
+      await waitUntil(() => b.pusher.connection.state !== 'connected' && bTab.pusher.connection.state !== 'connected', { what: 'b1 terminated' });
+      assert.deepEqual(closes.map((codes) => [...codes]), [[4009], [4009]], 'each tab told 4009');
+      await waitUntil(() => watcher.online.includes('-b1'), { what: 'b1 offline' });
+      assert.equal(other.pusher.connection.state, 'connected', 'other users stay');
+    } finally {
+      for (const c of [watcher, b, bTab, other]) c.pusher.disconnect();
+    }
+  });
+
+  test('a watched user already online is told at sign-in; a forged sign-in is refused with 4009', async () => {
+    const b = await signedIn('b2');
+    const watcher = await signedIn('w2', ['b2', 'nobody']);
+    try {
+      await waitUntil(() => watcher.online.length === 1, { what: 'online at sign-in' });
+      assert.deepEqual(watcher.online, ['b2']);
+
+      const c = await raw(`/app/${PUSHER_APP.key}?protocol=7`);
+      await waitUntil(() => c.frames.length === 1, { what: 'connection_established' });
+      c.send({ event: 'pusher:signin', data: { auth: `${PUSHER_APP.key}:00`, user_data: '{"id":"b2"}' } });
+      await waitUntil(() => c.frames.length === 2, { what: 'the refusal' });
+      assert.equal(c.frames[1].event, 'pusher:error');
+      assert.equal(c.frames[1].data.code, 4009);
+      assert.match(c.frames[1].data.message, /invalid signature/);
+      c.send({ event: 'pusher:subscribe', data: { channel: '#server-to-user-b2' } });
+      await waitUntil(() => c.frames.length === 3, { what: 'subscription refused' });
+      assert.equal(c.frames[2].event, 'pusher:subscription_error');
+      c.ws.close();
+    } finally {
+      b.pusher.disconnect();
+      watcher.pusher.disconnect();
+    }
+  });
+
+  test('enableUserAuthentication: a connection that does not sign in in time is closed with 4009', async () => {
+    const c = await raw(`/app/${SIGNIN_APP.key}?protocol=7`);
+    const started = Date.now();
+    const { code } = await c.closed;
+    assert.equal(code, 4009);
+    assert.ok(Date.now() - started >= 1200, 'after userAuthenticationTimeout');
+    assert.match(c.frames.at(-1).data.message, /not authorized within timeout/);
+  });
 });
 
 describe('raw frames: error and close codes', () => {

@@ -22,6 +22,11 @@ export async function startPusherAuthEndpoint(app = PUSHER_APP) {
     const id = /^Bearer user-(\w+)$/.exec(request.headers.authorization ?? '')?.[1];
     if (!id) return { status: 403, body: { message: 'This action is unauthorized.' } };
     const socketId = request.form.get('socket_id');
+    if (request.url.startsWith('/pusher/user-auth')) {
+      // User authentication (pusher:signin): the watchlist comes from an X-Watchlist header.
+      const watchlist = (request.headers['x-watchlist'] ?? '').split(',').filter(Boolean);
+      return { status: 200, body: signer.authenticateUser(socketId, { id, user_info: { name: `User ${id}` }, watchlist }) };
+    }
     const channel = request.form.get('channel_name');
     if (channel.startsWith('presence-')) {
       return { status: 200, body: signer.authorizeChannel(socketId, channel, { user_id: id, user_info: { name: `User ${id}` } }) };
@@ -31,20 +36,22 @@ export async function startPusherAuthEndpoint(app = PUSHER_APP) {
 }
 
 /** Options pusher-js needs to reach Herald on `port` over plain WebSocket. */
-export function pusherOptions(port, { auth, user } = {}) {
+export function pusherOptions(port, { auth, user, watchlist } = {}) {
+  const headers = user ? { Authorization: `Bearer user-${user}` } : {};
   return {
     cluster: 'mt1',
     wsHost: '127.0.0.1',
     wsPort: port,
     forceTLS: false,
     enabledTransports: ['ws'],
-    ...(auth ? { channelAuthorization: { endpoint: `${auth.url}/broadcasting/auth`, transport: 'ajax', headers: user ? { Authorization: `Bearer user-${user}` } : {} } } : {}),
+    ...(auth ? { channelAuthorization: { endpoint: `${auth.url}/broadcasting/auth`, transport: 'ajax', headers } } : {}),
+    ...(auth ? { userAuthentication: { endpoint: `${auth.url}/pusher/user-auth`, transport: 'ajax', headers: { ...headers, 'X-Watchlist': (watchlist ?? []).join(',') } } } : {}),
   };
 }
 
 /** A connected pusher-js client. */
-export async function connectPusher(port, { key = PUSHER_APP.key, auth, user } = {}) {
-  const pusher = new Pusher(key, pusherOptions(port, { auth, user }));
+export async function connectPusher(port, { key = PUSHER_APP.key, auth, user, watchlist } = {}) {
+  const pusher = new Pusher(key, pusherOptions(port, { auth, user, watchlist }));
   await waitUntil(() => pusher.connection.state === 'connected', { what: 'pusher-js to connect' });
   return pusher;
 }

@@ -7,6 +7,7 @@ mod events;
 mod express;
 mod pusher_signature;
 mod reads;
+mod users;
 
 pub use error::ApiError;
 pub use express::{ExpressCompat, not_found};
@@ -49,7 +50,11 @@ pub fn router(config: &Config, hub: Arc<Hub>, presence: Arc<Presence>) -> Router
         .route("/apps/{app_id}/status", get(reads::status))
         .route("/apps/{app_id}/channels", get(reads::channels))
         .route("/apps/{app_id}/channels/{channel}", get(reads::channel))
-        .route("/apps/{app_id}/channels/{channel}/users", get(reads::users));
+        .route("/apps/{app_id}/channels/{channel}/users", get(reads::users))
+        .route(
+            "/apps/{app_id}/users/{user_id}/terminate_connections",
+            post(users::terminate_connections).layer(DefaultBodyLimit::max(64 * 1024)),
+        );
     if config.subscribers.http {
         router = router
             .route(

@@ -61,7 +61,8 @@ pub(super) async fn channels(
         .into_iter()
         .filter_map(|c| {
             let name = app.space.name_of(&c.name)?.to_owned();
-            Some(ChannelInfo { name, ..c })
+            // `#`-channels are the server's own (users, watchlists), not the app's.
+            (!name.starts_with('#')).then_some(ChannelInfo { name, ..c })
         })
         .collect();
     if !app.is_pusher() {

@@ -20,6 +20,12 @@ pub struct ApiClient {
     /// Whether the app's Pusher connections may send client events (`enableClientMessages`,
     /// soketi's name; default true, like laravel-echo-server's whispers).
     pub client_messages: bool,
+    /// Whether the app's Pusher connections must sign in (`pusher:signin`) within
+    /// `signin_timeout` (`enableUserAuthentication`; default false).
+    pub user_authentication: bool,
+    /// How long a connection has to sign in when it must (`userAuthenticationTimeout`, ms;
+    /// soketi's name and default, 30 s).
+    pub signin_timeout: std::time::Duration,
     /// Whether the app's channels are its own (`isolated`; default false: one channel space
     /// for every app and protocol).
     pub isolated: bool,
@@ -52,6 +58,9 @@ pub struct AppLimits {
     /// Most events in one `batch_events` request (`maxEventBatchSize`).
     pub max_event_batch_size: Option<usize>,
 }
+
+/// How long a connection has to sign in when its app requires it (soketi's default).
+pub(super) const DEFAULT_SIGNIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Most channels per API event when the app sets none (Pusher's limit).
 pub const DEFAULT_EVENT_CHANNELS_AT_ONCE: usize = 100;
@@ -103,6 +112,8 @@ const CLIENT_KEYS: &[&str] = &[
     "secret",
     "enableClientMessages",
     "isolated",
+    "enableUserAuthentication",
+    "userAuthenticationTimeout",
     "webhooks",
     "maxConnections",
     "maxClientEventsPerSecond",
@@ -181,6 +192,22 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 false
             }
         };
+        let user_authentication = match item.get("enableUserAuthentication") {
+            None | Some(Value::Null) => false,
+            Some(Value::Bool(enabled)) => *enabled,
+            Some(other) => {
+                r.fail(
+                    &format!("clients[{i}].enableUserAuthentication"),
+                    other,
+                    "true or false",
+                );
+                false
+            }
+        };
+        let signin_timeout =
+            read_limit(r, i, item, "userAuthenticationTimeout", "milliseconds", 1.0)
+                .filter(|ms| *ms > 0)
+                .map_or(DEFAULT_SIGNIN_TIMEOUT, std::time::Duration::from_millis);
         let limits = read_limits(r, i, item);
         let webhooks = read_webhooks(r, i, item, secret.is_some());
         match (app_id, key) {
@@ -189,6 +216,8 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 key: key.to_owned(),
                 secret,
                 client_messages,
+                user_authentication,
+                signin_timeout,
                 isolated,
                 limits,
                 webhooks,

@@ -27,6 +27,8 @@ pub enum Next {
     Frame(Bytes),
     /// Nothing more will be queued: the queue overflowed.
     TooSlow,
+    /// The connection is to be closed at the app's request ([`Outbox::terminate`]).
+    Terminated,
 }
 
 #[derive(Default)]
@@ -34,6 +36,7 @@ struct Queue {
     frames: VecDeque<Bytes>,
     bytes: usize,
     overflowed: bool,
+    terminated: bool,
     closed: bool,
 }
 
@@ -63,7 +66,7 @@ impl Outbox {
     /// Queues `frame`, never waiting.
     pub fn push(&self, frame: Bytes) -> Result<(), Refused> {
         let mut queue = self.lock();
-        if queue.closed || queue.overflowed {
+        if queue.closed || queue.overflowed || queue.terminated {
             return Err(Refused::Closed);
         }
         if queue.frames.len() >= MAX_QUEUED_FRAMES || queue.bytes + frame.len() > self.max_bytes {
@@ -85,6 +88,16 @@ impl Outbox {
             self.ready.notify_one();
         }
         Ok(())
+    }
+
+    /// Asks the connection's task to close the connection; frames still queued are dropped.
+    pub fn terminate(&self) {
+        let mut queue = self.lock();
+        queue.terminated = true;
+        queue.frames = VecDeque::new();
+        queue.bytes = 0;
+        drop(queue);
+        self.ready.notify_one();
     }
 
     /// Refuses every later push (the connection ends).
@@ -111,7 +124,7 @@ impl Outbox {
     pub fn pop(&self) -> Option<Bytes> {
         match self.try_next()? {
             Next::Frame(frame) => Some(frame),
-            Next::TooSlow => None,
+            Next::TooSlow | Next::Terminated => None,
         }
     }
 
@@ -133,6 +146,9 @@ impl Outbox {
         let mut queue = self.lock();
         if queue.overflowed {
             return Some(Next::TooSlow);
+        }
+        if queue.terminated {
+            return Some(Next::Terminated);
         }
         let frame = queue.frames.pop_front()?;
         queue.bytes -= frame.len();

@@ -68,6 +68,12 @@ pub fn validate_channel_name(name: &str) -> Result<(), ChannelNameError> {
     }
 }
 
+/// The channel of a signed-in user's connections (`#server-to-user-<id>`): what the SDKs'
+/// `sendToUser` publishes to and the terminate API names. Reserved: clients cannot subscribe.
+pub fn user_channel(user_id: &str) -> String {
+    format!("#server-to-user-{user_id}")
+}
+
 /// Checks a channel name a client asks to subscribe to: a valid name, not a reserved one.
 pub fn validate_subscription(name: &str) -> Result<(), ChannelNameError> {
     validate_channel_name(name)?;

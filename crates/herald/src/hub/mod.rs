@@ -10,11 +10,11 @@ mod registry;
 mod space;
 
 pub use channel_name::{
-    ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, validate_channel_name,
+    ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, user_channel, validate_channel_name,
     validate_subscription,
 };
 pub use publication::{Member, Message, Publication, SocketId, user_id_text};
-pub use registry::{ChannelInfo, Hub};
+pub use registry::{ChannelInfo, Hub, Subscribed, Unsubscribed};
 pub use space::{Space, visible_name};
 
 use bytes::Bytes;

@@ -83,6 +83,17 @@ pub enum Message {
     MemberAdded(Arc<Member>),
     /// A user left a presence channel (their last connection in it).
     MemberRemoved(Arc<Member>),
+    /// A watched user came online (their first signed-in connection) or went offline (their
+    /// last one closed).
+    Watchlist {
+        /// The watched user.
+        user_id: Arc<str>,
+        /// Online, or offline.
+        online: bool,
+    },
+    /// The connections that receive it are to be closed: the app terminated a user's
+    /// connections.
+    Terminate,
 }
 
 /// Something for one channel's subscribers.
@@ -126,8 +137,9 @@ impl Publication {
         self
     }
 
-    /// A presence change on `channel`, for everyone but `except`.
-    pub fn presence(channel: &str, message: Message, except: Option<SocketId>) -> Publication {
+    /// Any message (a presence change, a watchlist change…) on `channel`, for everyone but
+    /// `except`.
+    pub fn with(channel: &str, message: Message, except: Option<SocketId>) -> Publication {
         Publication {
             channel: Arc::from(channel),
             except,
@@ -141,6 +153,8 @@ impl Publication {
             Message::Event { name, .. } => name,
             Message::MemberAdded(_) => "member_added",
             Message::MemberRemoved(_) => "member_removed",
+            Message::Watchlist { .. } => "watchlist",
+            Message::Terminate => "terminate",
         }
     }
 
@@ -148,7 +162,7 @@ impl Publication {
     pub fn payload_bytes(&self) -> usize {
         match &self.message {
             Message::Event { data, .. } => data.get().len(),
-            Message::MemberAdded(_) | Message::MemberRemoved(_) => 0,
+            _ => 0,
         }
     }
 }

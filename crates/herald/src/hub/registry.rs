@@ -29,6 +29,28 @@ pub struct ChannelInfo {
     pub subscription_count: usize,
 }
 
+/// What [`Hub::subscribe`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Subscribed {
+    /// Nothing: the connection was subscribed already.
+    Already,
+    /// Subscribed; the channel had subscribers before.
+    Joined,
+    /// Subscribed, as the channel's first subscriber on this node.
+    First,
+}
+
+/// What [`Hub::unsubscribe`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unsubscribed {
+    /// Nothing: the connection was not subscribed.
+    NotThere,
+    /// Unsubscribed; others remain.
+    Left,
+    /// Unsubscribed, as the channel's last subscriber on this node.
+    Last,
+}
+
 /// The registry of channels and connections on this node, and the fan-out.
 pub struct Hub {
     shards: Box<[RwLock<Shard>]>,
@@ -111,8 +133,9 @@ impl Hub {
         self.admission.connected()
     }
 
-    /// Adds `subscriber` to `channel`. Returns false if it was already there (idempotent).
-    pub fn subscribe(&self, channel: &str, subscriber: Arc<dyn Subscriber>) -> bool {
+    /// Adds `subscriber` to `channel` (idempotent). Whether it was the first is decided under
+    /// the channel's lock: of two connections subscribing at once, exactly one is first.
+    pub fn subscribe(&self, channel: &str, subscriber: Arc<dyn Subscriber>) -> Subscribed {
         let mut shard = self.write(channel);
         let (subscribers, new) = match shard.channels.get_mut(channel) {
             Some(subscribers) => (subscribers, false),
@@ -120,31 +143,34 @@ impl Hub {
         };
         let id = subscriber.socket_id().clone();
         if subscribers.contains_key(&id) {
-            return false;
+            return Subscribed::Already;
         }
         subscribers.insert(id, subscriber);
         metrics().subscriptions.inc();
-        if new {
-            self.observe(ChannelChange::Occupied(channel));
+        if !new {
+            return Subscribed::Joined;
         }
-        true
+        self.observe(ChannelChange::Occupied(channel));
+        Subscribed::First
     }
 
-    /// Removes a connection from `channel`. Returns false if it was not subscribed.
-    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> bool {
+    /// Removes a connection from `channel`; whether it was the last is decided under the
+    /// channel's lock.
+    pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> Unsubscribed {
         let mut shard = self.write(channel);
         let Some(subscribers) = shard.channels.get_mut(channel) else {
-            return false;
+            return Unsubscribed::NotThere;
         };
-        let removed = subscribers.remove(socket_id).is_some();
-        if subscribers.is_empty() {
-            shard.channels.remove(channel);
-            self.observe(ChannelChange::Vacated(channel));
+        if subscribers.remove(socket_id).is_none() {
+            return Unsubscribed::NotThere;
         }
-        if removed {
-            metrics().subscriptions.dec();
+        metrics().subscriptions.dec();
+        if !subscribers.is_empty() {
+            return Unsubscribed::Left;
         }
-        removed
+        shard.channels.remove(channel);
+        self.observe(ChannelChange::Vacated(channel));
+        Unsubscribed::Last
     }
 
     /// Drops every subscription (at shutdown, once connections are closed).
@@ -286,11 +312,27 @@ mod tests {
     fn publish_reaches_subscribers_of_that_channel_only() {
         let hub = Hub::new();
         let (a, b) = (Recorder::new("a"), Recorder::new("b"));
-        assert!(hub.subscribe("orders", a.clone()));
-        assert!(hub.subscribe("news", b.clone()));
+        assert_eq!(hub.subscribe("orders", a.clone()), Subscribed::First);
+        assert_eq!(hub.subscribe("news", b.clone()), Subscribed::First);
         assert_eq!(hub.publish(&publication("orders", "Shipped", None)), 1);
         assert_eq!(a.events(), vec!["Shipped"]);
         assert!(b.events().is_empty());
+    }
+
+    #[test]
+    fn first_and_last_are_told() {
+        let hub = Hub::new();
+        let (a, b) = (Recorder::new("a"), Recorder::new("b"));
+        assert_eq!(hub.subscribe("c", a.clone()), Subscribed::First);
+        assert_eq!(hub.subscribe("c", b.clone()), Subscribed::Joined);
+        assert_eq!(
+            hub.unsubscribe("c", &SocketId::new("a")),
+            Unsubscribed::Left
+        );
+        assert_eq!(
+            hub.unsubscribe("c", &SocketId::new("b")),
+            Unsubscribed::Last
+        );
     }
 
     #[test]
@@ -308,12 +350,18 @@ mod tests {
     fn subscribe_is_idempotent_and_unsubscribe_empties_channels() {
         let hub = Hub::new();
         let a = Recorder::new("a");
-        assert!(hub.subscribe("orders", a.clone()));
-        assert!(!hub.subscribe("orders", a.clone()));
+        assert_eq!(hub.subscribe("orders", a.clone()), Subscribed::First);
+        assert_eq!(hub.subscribe("orders", a.clone()), Subscribed::Already);
         assert_eq!(hub.subscription_count("orders"), 1);
         assert!(hub.is_subscribed("orders", &SocketId::new("a")));
-        assert!(hub.unsubscribe("orders", &SocketId::new("a")));
-        assert!(!hub.unsubscribe("orders", &SocketId::new("a")));
+        assert_eq!(
+            hub.unsubscribe("orders", &SocketId::new("a")),
+            Unsubscribed::Last
+        );
+        assert_eq!(
+            hub.unsubscribe("orders", &SocketId::new("a")),
+            Unsubscribed::NotThere
+        );
         assert!(hub.channels("").is_empty());
         assert_eq!(hub.publish(&publication("orders", "E", None)), 0);
     }

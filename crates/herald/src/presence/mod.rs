@@ -191,7 +191,7 @@ impl Presence {
             let member = Arc::new(joined.member.public());
             self.hub
                 .observe(ChannelChange::MemberAdded(channel, &member));
-            self.hub.publish(&Publication::presence(
+            self.hub.publish(&Publication::with(
                 channel,
                 Message::MemberAdded(member),
                 Some(socket_id.clone()),
@@ -209,7 +209,7 @@ impl Presence {
                 let member = Arc::new(left.member.public());
                 self.hub
                     .observe(ChannelChange::MemberRemoved(channel, &member));
-                self.hub.publish(&Publication::presence(
+                self.hub.publish(&Publication::with(
                     channel,
                     Message::MemberRemoved(member),
                     None,

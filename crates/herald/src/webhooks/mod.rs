@@ -14,7 +14,7 @@ mod event;
 pub use event::WebhookEvent;
 
 use crate::config::{ApiClient, WebhookKind, WebhookTarget};
-use crate::hub::{ChannelChange, ChannelWatcher, Message, Space};
+use crate::hub::{ChannelChange, ChannelWatcher, Message, Space, visible_name};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -79,7 +79,8 @@ impl Webhooks {
     }
 
     fn note(&self, channel: &str, event: WebhookEvent) {
-        if !self.wanted.contains(&event.kind()) {
+        // `#`-channels are the server's own (users, watchlists): nothing an app is told of.
+        if !self.wanted.contains(&event.kind()) || visible_name(channel).starts_with('#') {
             return;
         }
         let noted = Noted {

@@ -18,6 +18,9 @@ pub struct PusherApp {
     pub secret: String,
     /// Whether its connections may send client events (`enableClientMessages`).
     pub client_messages: bool,
+    /// How long its connections have to sign in, if they must (`enableUserAuthentication`,
+    /// `userAuthenticationTimeout`).
+    pub signin_within: Option<std::time::Duration>,
     /// Where its channels live: the shared space, or its own (`isolated`).
     pub space: Space,
     /// Its bounds (`maxConnections`, `maxPresenceMembersPerChannel`, …).
@@ -64,6 +67,7 @@ impl PusherApps {
                     key: client.key.clone(),
                     secret,
                     client_messages: client.client_messages,
+                    signin_within: client.user_authentication.then_some(client.signin_timeout),
                     space: client.space(),
                     limits: client.limits,
                     client_events: Rules::for_app(&client.limits, whispers),

@@ -23,6 +23,9 @@ pub(super) const OVER_CONNECTION_QUOTA: Code = closing(4004);
 pub(super) const UNSUPPORTED_PROTOCOL: Code = closing(4007);
 /// 4008: no `protocol` query parameter.
 pub(super) const NO_PROTOCOL: Code = closing(4008);
+/// 4009: the connection is not (or no longer) authorized: not signed in within the time
+/// `enableUserAuthentication` allows, or terminated by the app.
+pub(super) const UNAUTHORIZED: Code = closing(4009);
 /// 4100: the client reads too slowly; it may come back after a pause.
 pub(super) const TOO_SLOW: Code = closing(4100);
 /// 4200: the server is shutting down; reconnect at once (to another node).
@@ -32,5 +35,10 @@ pub(super) const PONG_TIMEOUT: Code = closing(4201);
 /// 4301: a client event was refused (rate limit, not subscribed, public channel…).
 pub(super) const CLIENT_EVENT_REJECTED: Code = Code {
     code: 4301,
+    closes: false,
+};
+/// 4302: a watchlist longer than 100 users; the first 100 are watched.
+pub(super) const WATCHLIST_LIMIT: Code = Code {
+    code: 4302,
     closes: false,
 };

@@ -6,10 +6,14 @@ use super::frames::{self, ClientFrame, SubscribeData};
 use super::signature::{auth_is_valid, subscription_text};
 use super::socket_id::new_socket_id;
 use super::subscriber::PusherSubscriber;
+use super::users::{MAX_WATCHLIST, check_signin, watchlist_channel};
 use super::{ACTIVITY_TIMEOUT, PONG_TIMEOUT, PusherApp, PusherContext};
 use crate::connection::{Next, Outbox, WebSocket};
 use crate::console;
-use crate::hub::{ChannelKind, Publication, SocketId, validate_subscription};
+use crate::hub::{
+    ChannelKind, Message as HubMessage, Publication, SocketId, Subscribed, Unsubscribed,
+    user_channel, validate_subscription,
+};
 use crate::metrics::{PUSHER, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
@@ -58,6 +62,7 @@ pub(super) async fn run(
         app,
         subscriber,
         channels: Subscriptions::default(),
+        user: None,
     };
     let established =
         frames::connection_established(connection.id().as_str(), ACTIVITY_TIMEOUT.as_secs());
@@ -169,6 +174,7 @@ enum Step {
     Queued(Next),
     Silent,
     ShuttingDown,
+    NotSignedIn,
 }
 
 struct Connection {
@@ -178,6 +184,15 @@ struct Connection {
     /// Channels subscribed (in the Hub), by the names the client knows them by.
     channels: Subscriptions,
     client_events: RateLimiter,
+    /// The user it signed in as (boxed: most connections never sign in).
+    user: Option<Box<SignedIn>>,
+}
+
+/// A signed-in connection's user, and the server's own channels it joined for it.
+struct SignedIn {
+    id: Arc<str>,
+    /// Hub keys: `#server-to-user-<id>` first, then a `#watchlist-<watched>` per watched user.
+    channels: Vec<String>,
 }
 
 impl Connection {
@@ -202,13 +217,20 @@ impl Connection {
         let stopping = shutdown.wait_for(|stopping| *stopping);
         tokio::pin!(stopping);
         let mut pinged = false;
+        // Only for apps that require signing in: boxed, so other connections carry 8 bytes.
+        let mut sign_in_by = self
+            .app
+            .signin_within
+            .map(|within| Box::pin(tokio::time::sleep(within)));
         loop {
+            let waiting_for_signin = self.user.is_none() && sign_in_by.is_some();
             let step = tokio::select! {
                 biased;
                 _ = &mut stopping => Step::ShuttingDown,
                 next = outbox.next() => Step::Queued(next),
                 message = websocket.next() => Step::Received(message),
                 () = &mut silence => Step::Silent,
+                () = until(&mut sign_in_by), if waiting_for_signin => Step::NotSignedIn,
             };
             match step {
                 Step::Received(Some(Ok(message))) => {
@@ -252,6 +274,15 @@ impl Connection {
                             }
                         }
                     }
+                }
+                Step::Queued(Next::Terminated) => {
+                    let reason = "Terminated: the app closed this user's connections";
+                    return Box::pin(say_and_close(websocket, codes::UNAUTHORIZED, reason)).await;
+                }
+                Step::NotSignedIn => {
+                    let reason =
+                        "Connection not authorized within timeout: sign in (pusher:signin) first";
+                    return Box::pin(say_and_close(websocket, codes::UNAUTHORIZED, reason)).await;
                 }
                 Step::Queued(Next::TooSlow) => {
                     self.too_slow();
@@ -312,16 +343,25 @@ impl Connection {
                     self.unsubscribe(&data.channel).await;
                 }
             }
+            "pusher:signin" => Box::pin(self.sign_in(frame)).await,
             event if event.starts_with("client-") => self.client_event(frame),
             _ => self.queue(frames::error(
                 None,
-                "Unknown event: the client may send pusher:subscribe, pusher:unsubscribe, pusher:ping, pusher:pong and client-… events",
+                "Unknown event: the client may send pusher:subscribe, pusher:unsubscribe, pusher:signin, pusher:ping, pusher:pong and client-… events",
             )),
         }
     }
 
     async fn subscribe(&mut self, data: SubscribeData) {
         let channel = data.channel;
+        // pusher-js subscribes to its user's channel after signing in: it is joined already.
+        if self
+            .user
+            .as_ref()
+            .is_some_and(|user| channel == user_channel(&user.id))
+        {
+            return self.queue(frames::subscription_succeeded(&channel, &json!({})));
+        }
         if let Err(e) = validate_subscription(&channel) {
             return self.queue(frames::subscription_error(
                 &channel,
@@ -442,6 +482,90 @@ impl Connection {
         }
     }
 
+    /// `pusher:signin`: checks the app's signature, joins the user's channel and the watched
+    /// users' ones, and tells the watchers of this user if it just came online.
+    async fn sign_in(&mut self, frame: ClientFrame) {
+        let signin = match check_signin(
+            frame.data.as_deref(),
+            self.id().as_str(),
+            &self.app.key,
+            &self.app.secret,
+        ) {
+            Ok(signin) => signin,
+            Err(e) => {
+                console::dev_warning(&format!("{} could not sign in: {e}", self.id()));
+                let message = format!("Sign-in refused: {e}");
+                return self.queue(frames::error(Some(codes::UNAUTHORIZED.code), &message));
+            }
+        };
+        if let Some(user) = &self.user {
+            if *user.id != *signin.id {
+                let message = "Sign-in refused: this connection is signed in as another user";
+                return self.queue(frames::error(Some(codes::UNAUTHORIZED.code), message));
+            }
+            return self.queue(frames::signin_success(&signin.user_data));
+        }
+        let space = &self.app.space;
+        let user_key = space.key(&user_channel(&signin.id)).into_owned();
+        if self.ctx.hub.subscribe(&user_key, self.subscriber.clone()) == Subscribed::First {
+            self.tell_watchers(&signin.id, true);
+        }
+        let mut channels = vec![user_key];
+        let mut online = Vec::new();
+        for watched in &signin.watchlist {
+            let key = space.key(&watchlist_channel(watched)).into_owned();
+            self.ctx.hub.subscribe(&key, self.subscriber.clone());
+            channels.push(key);
+            if self
+                .ctx
+                .hub
+                .subscription_count(&space.key(&user_channel(watched)))
+                > 0
+            {
+                online.push(watched.as_str());
+            }
+        }
+        self.queue(frames::signin_success(&signin.user_data));
+        if !online.is_empty() {
+            self.queue(frames::watchlist_events(true, &online));
+        }
+        if signin.watchlist_cut {
+            let message =
+                format!("Watchlist limit exceeded: the first {MAX_WATCHLIST} user ids are watched");
+            self.queue(frames::error(Some(codes::WATCHLIST_LIMIT.code), &message));
+        }
+        console::dev(&format!("{} signed in as user {}", self.id(), signin.id));
+        self.user = Some(Box::new(SignedIn {
+            id: Arc::from(signin.id),
+            channels,
+        }));
+    }
+
+    /// Publishes that `user_id` came online or went offline to the connections watching it.
+    fn tell_watchers(&self, user_id: &str, online: bool) {
+        let channel = self.app.space.key(&watchlist_channel(user_id)).into_owned();
+        let message = HubMessage::Watchlist {
+            user_id: Arc::from(user_id),
+            online,
+        };
+        self.ctx
+            .hub
+            .publish(&Publication::with(&channel, message, None));
+    }
+
+    /// Leaves the user's channels; the user's last connection tells its watchers it is gone.
+    fn sign_out(&mut self) {
+        let Some(user) = self.user.take() else {
+            return;
+        };
+        for (i, key) in user.channels.iter().enumerate() {
+            let left = self.ctx.hub.unsubscribe(key, self.id());
+            if i == 0 && left == Unsubscribed::Last {
+                self.tell_watchers(&user.id, false);
+            }
+        }
+    }
+
     fn member_limits(&self) -> MemberLimits {
         MemberLimits {
             max_members: self.app.limits.max_presence_members_per_channel,
@@ -500,6 +624,7 @@ impl Connection {
     /// Leaves every channel and gives the connection's place back.
     async fn end(mut self) {
         self.subscriber.outbox.close();
+        self.sign_out();
         for channel in self.channels.take_joined() {
             let key = self.app.space.key(&channel);
             self.ctx.hub.unsubscribe(&key, self.id());
@@ -512,6 +637,14 @@ impl Connection {
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         metrics().connected.get_or_create(&PUSHER).dec();
         metrics().new_disconnections.get_or_create(&PUSHER).inc();
+    }
+}
+
+/// Resolves when `deadline` passes; never if there is none.
+async fn until(deadline: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match deadline {
+        Some(deadline) => deadline.as_mut().await,
+        None => std::future::pending().await,
     }
 }
 

@@ -77,8 +77,9 @@ pub(super) fn subscription_error(channel: &str, kind: &str, status: u16, reason:
     }))
 }
 
-/// A publication as a Pusher frame: every publication has one.
-pub(super) fn publication(publication: &Publication) -> Bytes {
+/// A publication as a Pusher frame (`None` for a `Terminate`, which is no frame: the
+/// subscriber closes the connection).
+pub(super) fn publication(publication: &Publication) -> Option<Bytes> {
     let channel = visible_name(&publication.channel);
     let frame = match &publication.message {
         Message::Event {
@@ -113,8 +114,25 @@ pub(super) fn publication(publication: &Publication) -> Bytes {
             "channel": channel,
             "data": json!({ "user_id": member.user_id_text() }).to_string(),
         }),
+        Message::Watchlist { user_id, online } => {
+            return Some(watchlist_events(*online, &[&**user_id]));
+        }
+        Message::Terminate => return None,
     };
-    text(&frame)
+    Some(text(&frame))
+}
+
+/// `pusher_internal:watchlist_events` (no channel: it is the connection's), the frame pusher-js
+/// reads for a watchlist: `{"events": [{"name": "online"|"offline", "user_ids": […]}]}`.
+pub(super) fn watchlist_events(online: bool, user_ids: &[&str]) -> Bytes {
+    let name = if online { "online" } else { "offline" };
+    let data = json!({"events": [{"name": name, "user_ids": user_ids}]});
+    text(&json!({"event": "pusher_internal:watchlist_events", "data": data.to_string()}))
+}
+
+/// `pusher:signin_success` with the `user_data` the client signed in with.
+pub(super) fn signin_success(user_data: &str) -> Bytes {
+    text(&json!({"event": "pusher:signin_success", "data": {"user_data": user_data}}))
 }
 
 /// Channel event data travels as a string: a string stays as it is, anything else (Laravel's
@@ -159,11 +177,14 @@ mod tests {
     fn event_data_is_a_string_whatever_the_source_sent() {
         let object = Publication::new("orders", "Shipped", raw(r#"{"id": 1}"#), None);
         assert_eq!(
-            parsed(publication(&object)),
+            parsed(publication(&object).expect("frame")),
             json!({"event": "Shipped", "channel": "orders", "data": r#"{"id": 1}"#})
         );
         let string = Publication::new("orders", "Shipped", raw(r#""{\"id\":1}""#), None);
-        assert_eq!(parsed(publication(&string))["data"], r#"{"id":1}"#);
+        assert_eq!(
+            parsed(publication(&string).expect("frame"))["data"],
+            r#"{"id":1}"#
+        );
     }
 
     #[test]
@@ -171,7 +192,7 @@ mod tests {
         let event = Publication::new("presence-r", "client-typing", raw("{}"), None)
             .from_member(Some(Arc::from("7")));
         assert_eq!(
-            parsed(publication(&event)),
+            parsed(publication(&event).expect("frame")),
             json!({"event": "client-typing", "channel": "presence-r", "data": "{}", "user_id": "7"})
         );
     }
@@ -182,16 +203,16 @@ mod tests {
             user_id: json!(7),
             user_info: Some(json!({"name": "A"})),
         });
-        let added = Publication::presence("presence-r", Message::MemberAdded(member.clone()), None);
-        let frame = parsed(publication(&added));
+        let added = Publication::with("presence-r", Message::MemberAdded(member.clone()), None);
+        let frame = parsed(publication(&added).expect("frame"));
         assert_eq!(frame["event"], "pusher_internal:member_added");
         assert_eq!(frame["data"], r#"{"user_id":"7","user_info":{"name":"A"}}"#);
-        let removed = Publication::presence(
+        let removed = Publication::with(
             "presence-r",
             Message::MemberRemoved(member),
             Some(SocketId::new("x")),
         );
-        let frame = parsed(publication(&removed));
+        let frame = parsed(publication(&removed).expect("frame"));
         assert_eq!(frame["event"], "pusher_internal:member_removed");
         assert_eq!(frame["data"], r#"{"user_id":"7"}"#);
     }

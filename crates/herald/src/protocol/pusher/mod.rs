@@ -9,6 +9,7 @@ mod frames;
 mod signature;
 mod socket_id;
 mod subscriber;
+mod users;
 
 pub use apps::{PusherApp, PusherApps};
 

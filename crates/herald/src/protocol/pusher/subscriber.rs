@@ -3,7 +3,7 @@
 
 use super::frames;
 use crate::connection::{Outbox, Refused};
-use crate::hub::{Delivery, Frames, Publication, SocketId, Subscriber};
+use crate::hub::{Delivery, Frames, Message, Publication, SocketId, Subscriber};
 use std::sync::Arc;
 
 /// The Pusher wire format's key in `Frames`.
@@ -22,8 +22,11 @@ impl Subscriber for PusherSubscriber {
     }
 
     fn deliver(&self, publication: &Publication, encoded: &mut Frames) -> Delivery {
-        let Some(frame) = encoded.get_or_encode(PUSHER, || Some(frames::publication(publication)))
-        else {
+        if let Message::Terminate = publication.message {
+            self.outbox.terminate();
+            return Delivery::Queued;
+        }
+        let Some(frame) = encoded.get_or_encode(PUSHER, || frames::publication(publication)) else {
             return Delivery::Skipped;
         };
         match self.outbox.push(frame) {

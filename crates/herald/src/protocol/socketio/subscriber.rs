@@ -169,6 +169,8 @@ fn event_name(publication: &Publication) -> Option<&str> {
         Message::Event { name, .. } => Some(name),
         Message::MemberAdded(_) => Some("presence:joining"),
         Message::MemberRemoved(_) => Some("presence:leaving"),
+        // Only Pusher connections sign in as users; Socket.IO never joins those channels.
+        Message::Watchlist { .. } | Message::Terminate => None,
     }
 }
 
@@ -178,6 +180,8 @@ fn event_name(publication: &Publication) -> Option<&str> {
 enum Payload<'a> {
     Data(&'a RawValue),
     Member(&'a Member),
+    /// For what Socket.IO never emits ([`event_name`] is `None` for it): `null`.
+    Nothing,
 }
 
 /// `(channel, payload)`, the arguments Echo's listeners receive.
@@ -185,6 +189,7 @@ fn socketio_args(publication: &Publication) -> (&str, Payload<'_>) {
     let payload = match &publication.message {
         Message::Event { data, .. } => Payload::Data(data),
         Message::MemberAdded(member) | Message::MemberRemoved(member) => Payload::Member(member),
+        Message::Watchlist { .. } | Message::Terminate => Payload::Nothing,
     };
     (&publication.channel, payload)
 }
