@@ -507,6 +507,37 @@ describe('users (pusher:signin)', () => {
   });
 });
 
+test("cache channels: a new subscriber of either protocol gets the last event at once, or pusher:cache_miss; info=cache shows it", async () => {
+  const { default: PusherServer } = await import('pusher');
+  const sdk = new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: PUSHER_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+  await sdk.trigger('cache-scores', 'Score', { n: 1 });
+  await redis.publish('cache-scores', { event: 'Score', data: { n: 2 } });
+  await sleep(100);
+  const pusher = await connectPusher(herald.port);
+  const sio = await connectEcho(herald.url, { echo: 2, sio: 4 });
+  try {
+    const scores = bind(pusher, 'cache-scores', 'Score');
+    const sioScores = listen(sio, 'cache-scores', '.Score');
+    await waitUntil(() => scores.length === 1, { what: 'the kept event, at subscribe' });
+    assert.deepEqual(scores, [{ n: 2 }], 'the last one only');
+    await sioScores.waitFor(1);
+    assert.deepEqual(sioScores.received, [{ n: 2 }]);
+
+    const misses = [];
+    pusher.subscribe('cache-nothing-yet').bind('pusher:cache_miss', () => misses.push(true));
+    await waitUntil(() => misses.length === 1, { what: 'pusher:cache_miss' });
+
+    const info = await (await sdk.get({ path: '/channels/cache-scores', params: { info: 'cache' } })).json();
+    assert.equal(info.occupied, true);
+    assert.deepEqual(JSON.parse(info.cache.data), { n: 2 });
+    assert.ok(info.cache.ttl > 1700 && info.cache.ttl <= 1800, `ttl ${info.cache.ttl}`);
+    await assert.rejects(sdk.get({ path: '/channels/news', params: { info: 'cache' } }), (e) => e.status === 400 && /only possible for cache channels/.test(e.body));
+  } finally {
+    pusher.disconnect();
+    sio.close();
+  }
+});
+
 describe('raw frames: error and close codes', () => {
   test('an app with enableClientMessages: false refuses client events with 4301', async () => {
     const { createHmac } = await import('node:crypto');

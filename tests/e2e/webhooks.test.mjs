@@ -12,7 +12,7 @@ import { startAuthEndpoint } from './lib/auth-endpoint.mjs';
 import { startWebhookReceiver } from './lib/webhook-receiver.mjs';
 import { connectPusher, startPusherAuthEndpoint } from './lib/pusher-clients.mjs';
 
-const ALL_KINDS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event'];
+const ALL_KINDS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss'];
 const APP = { appId: '5151', key: 'hook-key', secret: 'hook-secret' };
 let redis;
 let herald;
@@ -137,6 +137,21 @@ test('members are added and removed per user, from both protocols; client events
     a.disconnect();
     tab.disconnect();
     sio.close();
+  }
+});
+
+test('cache_miss: once per channel, however many subscribe to it while it has no event', async () => {
+  const a = await connectPusher(herald.port, { key: APP.key });
+  const b = await connectPusher(herald.port, { key: APP.key });
+  try {
+    a.subscribe('cache-empty');
+    b.subscribe('cache-empty');
+    await waitUntil(() => on('/all', 'cache-empty').some((e) => e.name === 'cache_miss'), { what: 'cache_miss' });
+    await sleep(300);
+    assert.equal(on('/all', 'cache-empty').filter((e) => e.name === 'cache_miss').length, 1);
+  } finally {
+    a.disconnect();
+    b.disconnect();
   }
 });
 

@@ -2,7 +2,7 @@
 
 use super::app_auth::AuthorizedApp;
 use super::{ApiError, ApiState};
-use crate::hub::{ChannelInfo, ChannelKind};
+use crate::hub::{ChannelInfo, ChannelKind, Message, data_as_text, is_cache_channel};
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::response::Html;
@@ -121,6 +121,22 @@ pub(super) async fn channel(
         }
         if query.wants("subscription_count") {
             body["subscription_count"] = json!(count);
+        }
+        if query.wants("cache") {
+            if !is_cache_channel(&name) {
+                return Err(ApiError::BadRequest(
+                    "info=cache is only possible for cache channels (cache-…)".to_owned(),
+                ));
+            }
+            if let Some((last, ttl)) = state.hub.cached(&channel)
+                && let Message::Event { name, data, .. } = &last.message
+            {
+                body["cache"] = json!({
+                    "event": &**name,
+                    "data": data_as_text(data),
+                    "ttl": ttl.as_secs(),
+                });
+            }
         }
         return Ok(Json(body));
     }

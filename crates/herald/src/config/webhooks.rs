@@ -19,16 +19,19 @@ pub enum WebhookKind {
     MemberRemoved,
     /// A client sent an event (a whisper) on a channel.
     ClientEvent,
+    /// A connection subscribed to a cache channel with no event kept.
+    CacheMiss,
 }
 
 impl WebhookKind {
     /// Every kind, with its name in the config and in the webhook body.
-    pub const ALL: [(WebhookKind, &'static str); 5] = [
+    pub const ALL: [(WebhookKind, &'static str); 6] = [
         (WebhookKind::ChannelOccupied, "channel_occupied"),
         (WebhookKind::ChannelVacated, "channel_vacated"),
         (WebhookKind::MemberAdded, "member_added"),
         (WebhookKind::MemberRemoved, "member_removed"),
         (WebhookKind::ClientEvent, "client_event"),
+        (WebhookKind::CacheMiss, "cache_miss"),
     ];
 
     /// The name in the config and the webhook body.

@@ -4,16 +4,18 @@
 //! [`Subscriber`]s; sources call [`Hub::publish`].
 
 mod admission;
+mod cache;
 mod channel_name;
 mod publication;
 mod registry;
 mod space;
 
+pub use cache::{CACHE_TTL, MAX_CACHED_CHANNELS, is_cache_channel};
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, user_channel, validate_channel_name,
     validate_subscription,
 };
-pub use publication::{Member, Message, Publication, SocketId, user_id_text};
+pub use publication::{Member, Message, Publication, SocketId, data_as_text, user_id_text};
 pub use registry::{ChannelInfo, Hub, Subscribed, Unsubscribed};
 pub use space::{Space, visible_name};
 
@@ -92,6 +94,8 @@ pub enum ChannelChange<'a> {
     MemberRemoved(&'a str, &'a Member),
     /// A client event (a whisper) is being published.
     ClientEvent(&'a Publication),
+    /// A connection subscribed to a cache channel that has no event kept.
+    CacheMiss(&'a str),
 }
 
 /// Told of channel changes (webhooks watch this way).

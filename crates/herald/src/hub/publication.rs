@@ -166,3 +166,17 @@ impl Publication {
         }
     }
 }
+
+/// Event data as the Pusher protocol, its API and webhooks carry it, a string: a JSON string as
+/// its text, anything else (Laravel's Redis broadcaster and laravel-echo-server's API send
+/// objects) as its JSON text. Only a JSON string is decoded: an object is not parsed into a tree
+/// just to learn it is not a string.
+pub fn data_as_text(data: &RawValue) -> String {
+    let text = data.get();
+    if text.starts_with('"')
+        && let Ok(decoded) = serde_json::from_str::<String>(text)
+    {
+        return decoded;
+    }
+    text.to_owned()
+}

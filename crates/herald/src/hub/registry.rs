@@ -1,6 +1,7 @@
 //! The sharded channel registry and the fan-out loop.
 
 use super::admission::Admission;
+use super::cache::ChannelCache;
 use super::{
     ChannelChange, ChannelWatcher, Delivery, Fanout, Frames, Publication, SocketId, Subscriber,
 };
@@ -58,6 +59,8 @@ pub struct Hub {
     admission: Admission,
     /// Told of channel changes, if anyone watches (webhooks); unset costs nothing.
     watcher: OnceLock<Arc<dyn ChannelWatcher>>,
+    /// The last event of each cache channel.
+    cache: ChannelCache,
 }
 
 impl Default for Hub {
@@ -74,7 +77,18 @@ impl Hub {
             hasher: BuildHasherDefault::default(),
             admission: Admission::default(),
             watcher: OnceLock::new(),
+            cache: ChannelCache::default(),
         }
+    }
+
+    /// Keeps `publication` as its channel's last event, if it is a cache channel.
+    pub fn remember(&self, publication: &Publication) {
+        self.cache.remember(publication);
+    }
+
+    /// The last event kept for cache channel `channel`, and how long it is still kept.
+    pub fn cached(&self, channel: &str) -> Option<(Publication, std::time::Duration)> {
+        self.cache.last(channel)
     }
 
     /// Tells `watcher` of every later channel change (once; a second watcher is ignored).

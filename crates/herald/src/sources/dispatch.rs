@@ -7,12 +7,15 @@ use crate::hub::{ChannelChange, Hub, Publication};
 /// or `whisper`). Returns how many connections it was queued for.
 pub fn dispatch(hub: &Hub, publication: &Publication, source: &'static str) -> usize {
     crate::metrics::metrics().publication(source);
+    hub.remember(publication);
     hub.publish(publication)
 }
 
 /// Publishes a client event (a whisper), whichever protocol its sender speaks: counted as
-/// `whisper`, and told to the Hub's watcher (the `client_event` webhook) first.
+/// `whisper`, told to the Hub's watcher (the `client_event` webhook) first, and never kept as a
+/// cache channel's last event.
 pub fn dispatch_client_event(hub: &Hub, publication: &Publication) -> usize {
+    crate::metrics::metrics().publication("whisper");
     hub.observe(ChannelChange::ClientEvent(publication));
-    dispatch(hub, publication, "whisper")
+    hub.publish(publication)
 }

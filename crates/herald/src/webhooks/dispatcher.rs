@@ -91,6 +91,12 @@ impl Waiting {
                     .removed
                     .remove(&(noted.channel.clone(), user_id.clone()))
                     .is_some() => {}
+            // One cache_miss per channel per batch, however many subscribed (Pusher
+            // de-duplicates them too).
+            WebhookEvent::CacheMiss
+                if self.due.iter().any(|due| {
+                    due.event == WebhookEvent::CacheMiss && due.channel == noted.channel
+                }) => {}
             _ => self.make_due(noted, now),
         }
     }

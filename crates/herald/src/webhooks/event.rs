@@ -10,6 +10,8 @@ pub enum WebhookEvent {
     Occupied,
     /// The channel lost its last subscriber.
     Vacated,
+    /// A connection subscribed to a cache channel with no event kept.
+    CacheMiss,
     /// A user joined the presence channel.
     MemberAdded {
         /// The user id as text.
@@ -39,6 +41,7 @@ impl WebhookEvent {
         match self {
             WebhookEvent::Occupied => WebhookKind::ChannelOccupied,
             WebhookEvent::Vacated => WebhookKind::ChannelVacated,
+            WebhookEvent::CacheMiss => WebhookKind::CacheMiss,
             WebhookEvent::MemberAdded { .. } => WebhookKind::MemberAdded,
             WebhookEvent::MemberRemoved { .. } => WebhookKind::MemberRemoved,
             WebhookEvent::ClientEvent { .. } => WebhookKind::ClientEvent,
@@ -50,7 +53,7 @@ impl WebhookEvent {
     pub fn to_json(&self, channel: &str) -> Value {
         let name = self.kind().name();
         match self {
-            WebhookEvent::Occupied | WebhookEvent::Vacated => {
+            WebhookEvent::Occupied | WebhookEvent::Vacated | WebhookEvent::CacheMiss => {
                 json!({"name": name, "channel": channel})
             }
             WebhookEvent::MemberAdded { user_id } | WebhookEvent::MemberRemoved { user_id } => {

@@ -14,7 +14,7 @@ mod event;
 pub use event::WebhookEvent;
 
 use crate::config::{ApiClient, WebhookKind, WebhookTarget};
-use crate::hub::{ChannelChange, ChannelWatcher, Message, Space, visible_name};
+use crate::hub::{ChannelChange, ChannelWatcher, Message, Space, data_as_text, visible_name};
 use std::collections::HashSet;
 use std::sync::Arc;
 use tokio::sync::mpsc;
@@ -98,6 +98,7 @@ impl ChannelWatcher for Webhooks {
     fn observe(&self, change: ChannelChange<'_>) {
         match change {
             ChannelChange::Occupied(channel) => self.note(channel, WebhookEvent::Occupied),
+            ChannelChange::CacheMiss(channel) => self.note(channel, WebhookEvent::CacheMiss),
             ChannelChange::Vacated(channel) => self.note(channel, WebhookEvent::Vacated),
             ChannelChange::MemberAdded(channel, member) => self.note(
                 channel,
@@ -125,21 +126,12 @@ impl ChannelWatcher for Webhooks {
                 }
                 let event = WebhookEvent::ClientEvent {
                     event: name.to_string(),
-                    data: data_text(data.get()),
+                    data: data_as_text(data),
                     socket_id: publication.except.as_ref().map(|id| id.to_string()),
                     user_id: user_id.as_deref().map(str::to_owned),
                 };
                 self.note(&publication.channel, event);
             }
         }
-    }
-}
-
-/// A client event's data as the string Pusher's `client_event` carries: a JSON string as its
-/// text, anything else as its JSON.
-fn data_text(json: &str) -> String {
-    match serde_json::from_str::<String>(json) {
-        Ok(text) if json.starts_with('"') => text,
-        _ => json.to_owned(),
     }
 }

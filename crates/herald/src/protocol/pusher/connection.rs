@@ -11,8 +11,8 @@ use super::{ACTIVITY_TIMEOUT, PONG_TIMEOUT, PusherApp, PusherContext};
 use crate::connection::{Next, Outbox, WebSocket};
 use crate::console;
 use crate::hub::{
-    ChannelKind, Message as HubMessage, Publication, SocketId, Subscribed, Unsubscribed,
-    user_channel, validate_subscription,
+    ChannelChange, ChannelKind, Message as HubMessage, Publication, SocketId, Subscribed,
+    Unsubscribed, is_cache_channel, user_channel, validate_subscription,
 };
 use crate::metrics::{PUSHER, metrics};
 use crate::presence::{JoinError, MemberLimits};
@@ -424,7 +424,8 @@ impl Connection {
         self.channels.join(&channel);
         if kind != ChannelKind::Presence {
             console::dev(&format!("{} joined channel: {channel}", self.id()));
-            return self.queue(frames::subscription_succeeded(&channel, &json!({})));
+            self.queue(frames::subscription_succeeded(&channel, &json!({})));
+            return self.send_cached(&key, &channel);
         }
         let channel_data = data
             .channel_data
@@ -450,6 +451,7 @@ impl Connection {
                 self.queue(frames::subscription_succeeded(&channel, &presence));
                 self.channels
                     .set_member(&channel, Arc::from(joined.member.user_key()));
+                self.send_cached(&key, &channel);
                 console::dev(&format!("{} joined channel: {channel}", self.id()));
             }
             Err(e) => {
@@ -562,6 +564,25 @@ impl Connection {
             let left = self.ctx.hub.unsubscribe(key, self.id());
             if i == 0 && left == Unsubscribed::Last {
                 self.tell_watchers(&user.id, false);
+            }
+        }
+    }
+
+    /// Right after subscribing to a cache channel: its last event, or `pusher:cache_miss`
+    /// (and the `cache_miss` webhook).
+    fn send_cached(&self, key: &str, channel: &str) {
+        if !is_cache_channel(channel) {
+            return;
+        }
+        match self.ctx.hub.cached(key) {
+            Some((last, _)) => {
+                if let Some(frame) = frames::publication(&last) {
+                    self.queue(frame);
+                }
+            }
+            None => {
+                self.queue(frames::cache_miss(channel));
+                self.ctx.hub.observe(ChannelChange::CacheMiss(key));
             }
         }
     }

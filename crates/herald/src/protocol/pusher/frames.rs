@@ -1,7 +1,7 @@
 //! Pusher frames: what the server sends (JSON text; `data` double-encoded as a string where
 //! the protocol says so) and what it accepts from clients.
 
-use crate::hub::{Message, Publication, visible_name};
+use crate::hub::{Message, Publication, data_as_text, visible_name};
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -135,18 +135,14 @@ pub(super) fn signin_success(user_data: &str) -> Bytes {
     text(&json!({"event": "pusher:signin_success", "data": {"user_data": user_data}}))
 }
 
-/// Channel event data travels as a string: a string stays as it is, anything else (Laravel's
-/// Redis broadcaster and laravel-echo-server's API send objects) is sent as its JSON text.
+/// Channel event data travels as a string ([`data_as_text`]).
 fn data_string(data: &RawValue) -> Value {
-    // Only a JSON string is decoded; an object is not parsed into a tree just to learn it is
-    // not a string (this runs once per publish).
-    let text = data.get();
-    if text.starts_with('"')
-        && let Ok(decoded) = serde_json::from_str::<String>(text)
-    {
-        return Value::String(decoded);
-    }
-    Value::String(text.to_owned())
+    Value::String(data_as_text(data))
+}
+
+/// `pusher:cache_miss`: a cache channel with no event kept.
+pub(super) fn cache_miss(channel: &str) -> Bytes {
+    text(&json!({"event": "pusher:cache_miss", "channel": channel}))
 }
 
 #[cfg(test)]

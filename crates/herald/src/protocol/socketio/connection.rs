@@ -4,10 +4,13 @@
 use super::SocketIoContext;
 use super::events::{ChannelRequest, WhisperRequest, parse_channel_request, parse_whisper};
 use super::in_order::InOrder;
-use super::subscriber::SocketIoSubscriber;
+use super::subscriber::{SocketIoSubscriber, emit_to};
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
-use crate::hub::{ChannelKind, Fanout, Member, Publication, SocketId, validate_subscription};
+use crate::hub::{
+    ChannelChange, ChannelKind, Fanout, Member, Publication, SocketId, is_cache_channel,
+    validate_subscription,
+};
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
@@ -143,6 +146,7 @@ impl Connection {
         if !ChannelKind::of(&request.channel).needs_authorization() {
             if self.join(socket, &request.channel, None) {
                 self.log(format_args!("joined channel: {}", request.channel));
+                self.send_cached(socket, &request.channel);
             }
             return;
         }
@@ -226,6 +230,7 @@ impl Connection {
         }
         self.log(format_args!("authenticated for: {channel}"));
         self.log(format_args!("joined channel: {channel}"));
+        self.send_cached(&socket, &channel);
         if ChannelKind::of(&channel) == ChannelKind::Presence {
             self.join_presence(&socket, &channel, grant.channel_data)
                 .await;
@@ -289,6 +294,18 @@ impl Connection {
         self.state()
             .as_ref()
             .is_some_and(|s| s.is_pending(channel, ticket))
+    }
+
+    /// Right after joining a cache channel: its last event (Socket.IO has no cache-miss
+    /// event; the `cache_miss` webhook still fires).
+    fn send_cached(&self, socket: &SocketRef, channel: &str) {
+        if !is_cache_channel(channel) {
+            return;
+        }
+        match self.ctx.hub.cached(channel) {
+            Some((last, _)) => emit_to(socket, &last),
+            None => self.ctx.hub.observe(ChannelChange::CacheMiss(channel)),
+        }
     }
 
     /// Records the user this connection is in presence `channel` as; false if it is no

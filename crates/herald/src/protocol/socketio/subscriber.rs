@@ -139,6 +139,13 @@ impl SocketIoFanout {
     }
 }
 
+/// Emits `publication` to one socket (a cache channel's last event, to a new subscriber).
+pub(super) fn emit_to(socket: &SocketRef, publication: &Publication) {
+    if let Some(event) = event_name(publication) {
+        let _ = socket.emit(event, &socketio_args(publication));
+    }
+}
+
 /// Disconnects `socket` if its send queue is full (it cannot take even a tiny event).
 fn disconnect_if_full(socket: SocketRef) {
     let full = matches!(
