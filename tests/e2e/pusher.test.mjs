@@ -17,6 +17,7 @@ const API = { appId: 'app', key: 'key' };
 const QUIET_APP = { appId: '4343', key: 'quiet-key', secret: 'quiet-secret', enableClientMessages: false };
 const SMALL_APP = { appId: '4444', key: 'small-key', secret: 'small-secret', maxConnections: 1 };
 const SIGNIN_APP = { appId: '4747', key: 'signin-key', secret: 'signin-secret', enableUserAuthentication: true, userAuthenticationTimeout: 1500 };
+const COUNT_APP = { appId: '4848', key: 'count-key', secret: 'count-secret', enableSubscriptionCount: true };
 const ISOLATED_APP = { appId: '4646', key: 'isolated-key', secret: 'isolated-secret', isolated: true };
 // soketi's per-app limits, set low enough to reach.
 const LIMITED_APP = {
@@ -38,6 +39,7 @@ let echoAuth; // laravel-echo-server style, for the Socket.IO clients
 let pusherAuth; // signed by the pusher SDK, for the Pusher clients
 let limitedAuth; // the same, for LIMITED_APP
 let isolatedAuth; // the same, for ISOLATED_APP
+let countAuth; // the same, for COUNT_APP
 
 before(async () => {
   redis = await startRedis();
@@ -45,9 +47,10 @@ before(async () => {
   pusherAuth = await startPusherAuthEndpoint();
   limitedAuth = await startPusherAuthEndpoint(LIMITED_APP);
   isolatedAuth = await startPusherAuthEndpoint(ISOLATED_APP);
+  countAuth = await startPusherAuthEndpoint(COUNT_APP);
   herald = await startHerald({
     config: {
-      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP, LIMITED_APP, ISOLATED_APP, SIGNIN_APP],
+      clients: [API, PUSHER_APP, QUIET_APP, SMALL_APP, LIMITED_APP, ISOLATED_APP, SIGNIN_APP, COUNT_APP],
       authHost: echoAuth.url,
       database: 'redis',
       databaseConfig: { redis: { port: redis.port } },
@@ -61,6 +64,7 @@ after(async () => {
   await pusherAuth?.stop();
   await limitedAuth?.stop();
   await isolatedAuth?.stop();
+  await countAuth?.stop();
   await redis?.stop();
 });
 
@@ -534,6 +538,32 @@ test("cache channels: a new subscriber of either protocol gets the last event at
     await assert.rejects(sdk.get({ path: '/channels/news', params: { info: 'cache' } }), (e) => e.status === 400 && /only possible for cache channels/.test(e.body));
   } finally {
     pusher.disconnect();
+    sio.close();
+  }
+});
+
+test("enableSubscriptionCount: subscribers hear the channel's count (every protocol's subscribers), coalesced, never on presence channels", async () => {
+  const a = await connectPusher(herald.port, { key: COUNT_APP.key, auth: countAuth, user: 'c1' });
+  const b = await connectPusher(herald.port, { key: COUNT_APP.key });
+  const sio = await connectEcho(herald.url, { echo: 2, sio: 4 });
+  try {
+    const counts = [];
+    a.subscribe('counted').bind('pusher:subscription_count', (data) => counts.push(data.subscription_count));
+    b.subscribe('counted');
+    sio.echo.channel('counted');
+    await waitUntil(() => counts.at(-1) === 3, { what: 'a count of 3' });
+    assert.ok(counts.length <= 3, `coalesced: ${counts}`);
+    sio.close();
+    await waitUntil(() => counts.at(-1) === 2, { what: 'the count after the Socket.IO client left' });
+
+    const presenceCounts = [];
+    a.subscribe('presence-counted').bind('pusher:subscription_count', (data) => presenceCounts.push(data));
+    await subscribed(a, 'presence-counted');
+    await sleep(1000);
+    assert.deepEqual(presenceCounts, [], 'presence channels have members instead');
+  } finally {
+    a.disconnect();
+    b.disconnect();
     sio.close();
   }
 });

@@ -12,7 +12,7 @@ import { startAuthEndpoint } from './lib/auth-endpoint.mjs';
 import { startWebhookReceiver } from './lib/webhook-receiver.mjs';
 import { connectPusher, startPusherAuthEndpoint } from './lib/pusher-clients.mjs';
 
-const ALL_KINDS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss'];
+const ALL_KINDS = ['channel_occupied', 'channel_vacated', 'member_added', 'member_removed', 'client_event', 'cache_miss', 'subscription_count'];
 const APP = { appId: '5151', key: 'hook-key', secret: 'hook-secret' };
 let redis;
 let herald;
@@ -57,21 +57,22 @@ after(async () => {
 
 const on = (path, channel) => receiver.delivered(path).filter((e) => e.channel === channel);
 const names = (events) => events.map((e) => e.name);
+const occupancy = (path, channel) => on(path, channel).filter((e) => e.name.startsWith('channel_'));
 
 test("occupied and vacated count every protocol's subscribers; vacated waits 3 s; each request passes the Node SDK's validator", async () => {
   const pusher = await connectPusher(herald.port, { key: APP.key });
   const sio = await connectEcho(herald.url, { echo: 2, sio: 4 });
   pusher.subscribe('news');
-  await waitUntil(() => on('/all', 'news').length === 1, { what: 'channel_occupied' });
+  await waitUntil(() => occupancy('/all', 'news').length === 1, { what: 'channel_occupied' });
   sio.echo.channel('news');
   await sleep(300);
   pusher.unsubscribe('news');
   await sleep(300);
-  assert.deepEqual(names(on('/all', 'news')), ['channel_occupied'], 'the Socket.IO subscriber keeps it occupied');
+  assert.deepEqual(names(occupancy('/all', 'news')), ['channel_occupied'], 'the Socket.IO subscriber keeps it occupied');
   const left = Date.now();
   sio.close();
-  await waitUntil(() => on('/all', 'news').length === 2, { what: 'channel_vacated', timeoutMs: 8000 });
-  const vacated = on('/all', 'news')[1];
+  await waitUntil(() => occupancy('/all', 'news').length === 2, { what: 'channel_vacated', timeoutMs: 8000 });
+  const vacated = occupancy('/all', 'news')[1];
   assert.equal(vacated.name, 'channel_vacated');
   assert.ok(vacated.at - left >= 2500, `vacated ${vacated.at - left} ms after the last subscriber left`);
   pusher.disconnect();
@@ -91,16 +92,16 @@ test("occupied and vacated count every protocol's subscribers; vacated waits 3 s
 test('a page reload (leave and come back within the delay) tells neither vacated nor a second occupied', async () => {
   const first = await connectPusher(herald.port, { key: APP.key });
   first.subscribe('reload');
-  await waitUntil(() => on('/all', 'reload').length === 1, { what: 'channel_occupied' });
+  await waitUntil(() => occupancy('/all', 'reload').length === 1, { what: 'channel_occupied' });
   first.disconnect();
   await sleep(500);
   const again = await connectPusher(herald.port, { key: APP.key });
   again.subscribe('reload');
   await sleep(4000);
-  assert.deepEqual(names(on('/all', 'reload')), ['channel_occupied']);
+  assert.deepEqual(names(occupancy('/all', 'reload')), ['channel_occupied']);
   again.disconnect();
-  await waitUntil(() => on('/all', 'reload').length === 2, { what: 'vacated once it is real', timeoutMs: 8000 });
-  assert.deepEqual(names(on('/all', 'reload')), ['channel_occupied', 'channel_vacated']);
+  await waitUntil(() => occupancy('/all', 'reload').length === 2, { what: 'vacated once it is real', timeoutMs: 8000 });
+  assert.deepEqual(names(occupancy('/all', 'reload')), ['channel_occupied', 'channel_vacated']);
 });
 
 test('members are added and removed per user, from both protocols; client events carry socket_id and user_id', async () => {
@@ -149,6 +150,21 @@ test('cache_miss: once per channel, however many subscribe to it while it has no
     await waitUntil(() => on('/all', 'cache-empty').some((e) => e.name === 'cache_miss'), { what: 'cache_miss' });
     await sleep(300);
     assert.equal(on('/all', 'cache-empty').filter((e) => e.name === 'cache_miss').length, 1);
+  } finally {
+    a.disconnect();
+    b.disconnect();
+  }
+});
+
+test('subscription_count: the coalesced count of a channel, after it changes', async () => {
+  const a = await connectPusher(herald.port, { key: APP.key });
+  const b = await connectPusher(herald.port, { key: APP.key });
+  try {
+    a.subscribe('counted-room');
+    b.subscribe('counted-room');
+    const counts = () => on('/all', 'counted-room').filter((e) => e.name === 'subscription_count').map((e) => e.subscription_count);
+    await waitUntil(() => counts().at(-1) === 2, { what: 'subscription_count 2' });
+    assert.ok(counts().length <= 2, `coalesced: ${counts()}`);
   } finally {
     a.disconnect();
     b.disconnect();

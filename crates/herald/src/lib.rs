@@ -20,6 +20,7 @@ pub mod redis_client;
 pub mod secret;
 pub mod server;
 pub mod sources;
+pub mod subscription_counts;
 #[cfg(test)]
 mod test_support;
 pub mod webhooks;

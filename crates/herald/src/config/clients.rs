@@ -26,6 +26,9 @@ pub struct ApiClient {
     /// How long a connection has to sign in when it must (`userAuthenticationTimeout`, ms;
     /// soketi's name and default, 30 s).
     pub signin_timeout: std::time::Duration,
+    /// Whether the app's Pusher subscribers are told channel subscription counts
+    /// (`enableSubscriptionCount`; default false).
+    pub subscription_count: bool,
     /// Whether the app's channels are its own (`isolated`; default false: one channel space
     /// for every app and protocol).
     pub isolated: bool,
@@ -114,6 +117,7 @@ const CLIENT_KEYS: &[&str] = &[
     "isolated",
     "enableUserAuthentication",
     "userAuthenticationTimeout",
+    "enableSubscriptionCount",
     "webhooks",
     "maxConnections",
     "maxClientEventsPerSecond",
@@ -168,18 +172,7 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 None
             }
         };
-        let client_messages = match item.get("enableClientMessages") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(enabled)) => *enabled,
-            Some(other) => {
-                r.fail(
-                    &format!("clients[{i}].enableClientMessages"),
-                    other,
-                    "true or false",
-                );
-                true
-            }
-        };
+        let client_messages = read_flag(r, i, item, "enableClientMessages", true);
         let isolated = match item.get("isolated") {
             None | Some(Value::Null) | Some(Value::Bool(false)) => false,
             Some(Value::Bool(true)) if secret.is_some() => true,
@@ -192,18 +185,8 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 false
             }
         };
-        let user_authentication = match item.get("enableUserAuthentication") {
-            None | Some(Value::Null) => false,
-            Some(Value::Bool(enabled)) => *enabled,
-            Some(other) => {
-                r.fail(
-                    &format!("clients[{i}].enableUserAuthentication"),
-                    other,
-                    "true or false",
-                );
-                false
-            }
-        };
+        let user_authentication = read_flag(r, i, item, "enableUserAuthentication", false);
+        let subscription_count = read_flag(r, i, item, "enableSubscriptionCount", false);
         let signin_timeout =
             read_limit(r, i, item, "userAuthenticationTimeout", "milliseconds", 1.0)
                 .filter(|ms| *ms > 0)
@@ -218,6 +201,7 @@ pub(super) fn read_clients(r: &mut Reader<'_>) -> Vec<ApiClient> {
                 client_messages,
                 user_authentication,
                 signin_timeout,
+                subscription_count,
                 isolated,
                 limits,
                 webhooks,
@@ -270,6 +254,18 @@ fn read_limits(r: &mut Reader<'_>, i: usize, item: &Value) -> AppLimits {
         max_event_name_length,
         max_event_payload_bytes,
         max_event_batch_size,
+    }
+}
+
+/// `clients[i].<name>`, true or false, `default` when absent or null.
+fn read_flag(r: &mut Reader<'_>, i: usize, item: &Value, name: &str, default: bool) -> bool {
+    match item.get(name) {
+        None | Some(Value::Null) => default,
+        Some(Value::Bool(enabled)) => *enabled,
+        Some(other) => {
+            r.fail(&format!("clients[{i}].{name}"), other, "true or false");
+            default
+        }
     }
 }
 

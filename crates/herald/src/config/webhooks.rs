@@ -21,17 +21,20 @@ pub enum WebhookKind {
     ClientEvent,
     /// A connection subscribed to a cache channel with no event kept.
     CacheMiss,
+    /// A channel's subscription count changed (coalesced; not for presence channels).
+    SubscriptionCount,
 }
 
 impl WebhookKind {
     /// Every kind, with its name in the config and in the webhook body.
-    pub const ALL: [(WebhookKind, &'static str); 6] = [
+    pub const ALL: [(WebhookKind, &'static str); 7] = [
         (WebhookKind::ChannelOccupied, "channel_occupied"),
         (WebhookKind::ChannelVacated, "channel_vacated"),
         (WebhookKind::MemberAdded, "member_added"),
         (WebhookKind::MemberRemoved, "member_removed"),
         (WebhookKind::ClientEvent, "client_event"),
         (WebhookKind::CacheMiss, "cache_miss"),
+        (WebhookKind::SubscriptionCount, "subscription_count"),
     ];
 
     /// The name in the config and the webhook body.

@@ -96,6 +96,11 @@ pub enum ChannelChange<'a> {
     ClientEvent(&'a Publication),
     /// A connection subscribed to a cache channel that has no event kept.
     CacheMiss(&'a str),
+    /// The channel's subscription count changed (told under the channel's lock: read the
+    /// count later, off the subscribe path).
+    Counted(&'a str),
+    /// The channel's subscription count, as last told to its subscribers (coalesced).
+    SubscriptionCount(&'a str, usize),
 }
 
 /// Told of channel changes (webhooks watch this way).

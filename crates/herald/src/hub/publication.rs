@@ -94,6 +94,8 @@ pub enum Message {
     /// The connections that receive it are to be closed: the app terminated a user's
     /// connections.
     Terminate,
+    /// The channel's subscription count (`enableSubscriptionCount`).
+    SubscriptionCount(usize),
 }
 
 /// Something for one channel's subscribers.
@@ -155,6 +157,7 @@ impl Publication {
             Message::MemberRemoved(_) => "member_removed",
             Message::Watchlist { .. } => "watchlist",
             Message::Terminate => "terminate",
+            Message::SubscriptionCount(_) => "subscription_count",
         }
     }
 

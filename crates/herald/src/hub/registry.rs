@@ -57,8 +57,9 @@ pub struct Hub {
     shards: Box<[RwLock<Shard>]>,
     hasher: BuildHasherDefault<DefaultHasher>,
     admission: Admission,
-    /// Told of channel changes, if anyone watches (webhooks); unset costs nothing.
-    watcher: OnceLock<Arc<dyn ChannelWatcher>>,
+    /// Told of channel changes, if anyone watches (webhooks, subscription counts); unset
+    /// costs nothing.
+    watchers: OnceLock<Box<[Arc<dyn ChannelWatcher>]>>,
     /// The last event of each cache channel.
     cache: ChannelCache,
 }
@@ -76,7 +77,7 @@ impl Hub {
             shards: (0..SHARDS).map(|_| RwLock::default()).collect(),
             hasher: BuildHasherDefault::default(),
             admission: Admission::default(),
-            watcher: OnceLock::new(),
+            watchers: OnceLock::new(),
             cache: ChannelCache::default(),
         }
     }
@@ -91,14 +92,22 @@ impl Hub {
         self.cache.last(channel)
     }
 
-    /// Tells `watcher` of every later channel change (once; a second watcher is ignored).
-    pub fn watch(&self, watcher: Arc<dyn ChannelWatcher>) {
-        let _ = self.watcher.set(watcher);
+    /// Tells `watchers` of every later channel change (set once, at start; a later call is
+    /// ignored).
+    pub fn watch(&self, watchers: Vec<Arc<dyn ChannelWatcher>>) {
+        if !watchers.is_empty() {
+            let _ = self.watchers.set(watchers.into());
+        }
     }
 
-    /// Tells the watcher, if any, of `change`.
+    /// Whether anyone watches channel changes.
+    pub fn is_watched(&self) -> bool {
+        self.watchers.get().is_some()
+    }
+
+    /// Tells the watchers, if any, of `change`.
     pub fn observe(&self, change: ChannelChange<'_>) {
-        if let Some(watcher) = self.watcher.get() {
+        for watcher in self.watchers.get().into_iter().flatten() {
             watcher.observe(change);
         }
     }
@@ -161,6 +170,7 @@ impl Hub {
         }
         subscribers.insert(id, subscriber);
         metrics().subscriptions.inc();
+        self.observe(ChannelChange::Counted(channel));
         if !new {
             return Subscribed::Joined;
         }
@@ -179,6 +189,7 @@ impl Hub {
             return Unsubscribed::NotThere;
         }
         metrics().subscriptions.dec();
+        self.observe(ChannelChange::Counted(channel));
         if !subscribers.is_empty() {
             return Unsubscribed::Left;
         }

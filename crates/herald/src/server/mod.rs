@@ -91,9 +91,16 @@ pub async fn run(
         ListenProtocol::Http => None,
     };
     let hub = Arc::new(Hub::new());
+    let mut watchers: Vec<Arc<dyn crate::hub::ChannelWatcher>> = Vec::new();
     if let Some(webhooks) = crate::webhooks::Webhooks::start(&config.clients)? {
-        hub.watch(webhooks);
+        watchers.push(webhooks);
     }
+    if let Some(counts) =
+        crate::subscription_counts::SubscriptionCounts::start(&config.clients, &hub)
+    {
+        watchers.push(counts);
+    }
+    hub.watch(watchers);
     let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
     let presence_upkeep = tokio::spawn(keep_presence(presence.clone(), stopped_node));
     let ctx = Arc::new(SocketIoContext {

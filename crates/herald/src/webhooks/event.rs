@@ -12,6 +12,11 @@ pub enum WebhookEvent {
     Vacated,
     /// A connection subscribed to a cache channel with no event kept.
     CacheMiss,
+    /// The channel's subscription count changed (coalesced).
+    SubscriptionCount {
+        /// Connections subscribed now.
+        count: usize,
+    },
     /// A user joined the presence channel.
     MemberAdded {
         /// The user id as text.
@@ -42,6 +47,7 @@ impl WebhookEvent {
             WebhookEvent::Occupied => WebhookKind::ChannelOccupied,
             WebhookEvent::Vacated => WebhookKind::ChannelVacated,
             WebhookEvent::CacheMiss => WebhookKind::CacheMiss,
+            WebhookEvent::SubscriptionCount { .. } => WebhookKind::SubscriptionCount,
             WebhookEvent::MemberAdded { .. } => WebhookKind::MemberAdded,
             WebhookEvent::MemberRemoved { .. } => WebhookKind::MemberRemoved,
             WebhookEvent::ClientEvent { .. } => WebhookKind::ClientEvent,
@@ -55,6 +61,9 @@ impl WebhookEvent {
         match self {
             WebhookEvent::Occupied | WebhookEvent::Vacated | WebhookEvent::CacheMiss => {
                 json!({"name": name, "channel": channel})
+            }
+            WebhookEvent::SubscriptionCount { count } => {
+                json!({"name": name, "channel": channel, "subscription_count": count})
             }
             WebhookEvent::MemberAdded { user_id } | WebhookEvent::MemberRemoved { user_id } => {
                 json!({"name": name, "channel": channel, "user_id": user_id})

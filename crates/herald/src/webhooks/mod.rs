@@ -99,6 +99,10 @@ impl ChannelWatcher for Webhooks {
         match change {
             ChannelChange::Occupied(channel) => self.note(channel, WebhookEvent::Occupied),
             ChannelChange::CacheMiss(channel) => self.note(channel, WebhookEvent::CacheMiss),
+            ChannelChange::SubscriptionCount(channel, count) => {
+                self.note(channel, WebhookEvent::SubscriptionCount { count })
+            }
+            ChannelChange::Counted(_) => {}
             ChannelChange::Vacated(channel) => self.note(channel, WebhookEvent::Vacated),
             ChannelChange::MemberAdded(channel, member) => self.note(
                 channel,

@@ -118,6 +118,11 @@ pub(super) fn publication(publication: &Publication) -> Option<Bytes> {
             return Some(watchlist_events(*online, &[&**user_id]));
         }
         Message::Terminate => return None,
+        Message::SubscriptionCount(count) => json!({
+            "event": "pusher_internal:subscription_count",
+            "channel": channel,
+            "data": json!({ "subscription_count": count }).to_string(),
+        }),
     };
     Some(text(&frame))
 }

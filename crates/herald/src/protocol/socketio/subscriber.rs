@@ -177,7 +177,7 @@ fn event_name(publication: &Publication) -> Option<&str> {
         Message::MemberAdded(_) => Some("presence:joining"),
         Message::MemberRemoved(_) => Some("presence:leaving"),
         // Only Pusher connections sign in as users; Socket.IO never joins those channels.
-        Message::Watchlist { .. } | Message::Terminate => None,
+        Message::Watchlist { .. } | Message::Terminate | Message::SubscriptionCount(_) => None,
     }
 }
 
@@ -196,7 +196,9 @@ fn socketio_args(publication: &Publication) -> (&str, Payload<'_>) {
     let payload = match &publication.message {
         Message::Event { data, .. } => Payload::Data(data),
         Message::MemberAdded(member) | Message::MemberRemoved(member) => Payload::Member(member),
-        Message::Watchlist { .. } | Message::Terminate => Payload::Nothing,
+        Message::Watchlist { .. } | Message::Terminate | Message::SubscriptionCount(_) => {
+            Payload::Nothing
+        }
     };
     (&publication.channel, payload)
 }
