@@ -120,7 +120,10 @@ async function round(herald, relay, transport) {
   sockets.forEach((socket) => socket.on('subscription_error', (...args) => refused.push(args)));
   await waitUntil(async () => (await subscriptions(herald)) === batch, {
     timeoutMs: 30000,
-    what: `${batch} subscriptions (refused: ${JSON.stringify(refused.slice(0, 3))}; connected: ${sockets.filter((s) => s.connected).length})`,
+    what: async () => {
+      const channels = (await herald.api(`/apps/${API.appId}/channels?auth_key=${API.key}`)).json?.channels;
+      return `${batch} subscriptions in round ${rounds} (now: ${JSON.stringify(channels)}; refused: ${JSON.stringify(refused.slice(0, 3))}; connected: ${sockets.filter((s) => s.connected).length})`;
+    },
   });
   let silent = [];
   if (transport === 'websocket') {

@@ -47,13 +47,19 @@ function track(child) {
 
 export const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-/** Polls `check` until it returns a truthy value or `timeoutMs` passes. */
+/**
+ * Polls `check` until it returns a truthy value or `timeoutMs` passes. `what` names the wait in
+ * the error; a function is called then, so the error can say what the state was at the end.
+ */
 export async function waitUntil(check, { timeoutMs = 10000, what = 'condition' } = {}) {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const value = await check();
     if (value) return value;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline) {
+      const said = typeof what === 'function' ? await what() : what;
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${said}`);
+    }
     await sleep(25);
   }
 }
