@@ -68,6 +68,8 @@ pub struct Metrics {
     /// Requests naming a session they do not own (a bare Engine.IO 4 id, another client's
     /// Engine.IO 3 session), refused.
     pub session_refusals: Counter,
+    /// Publications not sent to the cluster's other nodes (queue full, or Redis down).
+    pub cluster_relay_dropped: Counter,
     /// Webhook events delivered (a 2xx answer).
     pub webhook_events_sent: Counter,
     /// Webhook requests that failed (an error or a non-2xx answer); each is retried.
@@ -97,6 +99,7 @@ impl Metrics {
             queue_drops: Counter::default(),
             slow_disconnections: Counter::default(),
             session_refusals: Counter::default(),
+            cluster_relay_dropped: Counter::default(),
             webhook_events_sent: Counter::default(),
             webhook_failures: Counter::default(),
             webhook_events_dropped: Counter::default(),
@@ -176,6 +179,11 @@ impl Metrics {
             "session_refusals",
             "Requests refused for naming a session they do not own",
             metrics.session_refusals.clone(),
+        );
+        registry.register(
+            "cluster_relay_dropped",
+            "Publications not sent to the cluster's other nodes (queue full or Redis down)",
+            metrics.cluster_relay_dropped.clone(),
         );
         registry.register(
             "webhook_events_sent",

@@ -5,7 +5,7 @@ use super::{ApiError, ApiState};
 use crate::config::AppLimits;
 use crate::console;
 use crate::hub::{Publication, SocketId, Space, validate_channel_name};
-use crate::sources::dispatch;
+use crate::sources::{Source, dispatch};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -99,7 +99,7 @@ fn publish_request(state: &ApiState, space: &Space, request: EventRequest) -> Re
     for channel in &request.channels {
         let key = space.key(channel);
         let publication = Publication::new(&key, &request.name, data.clone(), socket.clone());
-        dispatch(&state.hub, &publication, "http");
+        dispatch(&state.hub, &publication, Source::Http);
     }
     Ok(())
 }

@@ -22,6 +22,6 @@ pub(super) async fn terminate_connections(
     app.check_body(&body)?;
     let channel = app.space.key(&user_channel(&user_id)).into_owned();
     let publication = Publication::with(&channel, Message::Terminate, None);
-    crate::sources::dispatch(&state.hub, &publication, "http");
+    crate::sources::dispatch(&state.hub, &publication, crate::sources::Source::Http);
     Ok(Json(json!({})))
 }

@@ -48,4 +48,5 @@ pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
     "metricsToken",
     "trustedProxies",
     "limits",
+    "cluster",
 ];

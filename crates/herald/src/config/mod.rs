@@ -83,6 +83,16 @@ pub struct Config {
     pub trusted_proxies: crate::peer::TrustedProxies,
     /// Resource limits.
     pub limits: Limits,
+    /// Several nodes as one (`cluster`), if on.
+    pub cluster: Option<ClusterOptions>,
+}
+
+/// `cluster`: this node is one of several sharing one Redis.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterOptions {
+    /// Namespaces the bus channel (`<prefix>:bus`), so two deployments on one Redis never see
+    /// each other (`cluster.prefix`, default `herald`).
+    pub prefix: String,
 }
 
 /// Herald's `limits` object: every bound in one place, with safe defaults.
@@ -344,6 +354,7 @@ impl Config {
             ) as usize,
             max_queue_bytes: r.u64("limits.maxQueueBytes", 1_048_576, "a number of bytes") as usize,
         };
+        let cluster = read_cluster(&mut r, database);
         let errors = r.into_errors();
         if !errors.is_empty() {
             return Err(errors);
@@ -374,6 +385,7 @@ impl Config {
             metrics_token,
             trusted_proxies,
             limits,
+            cluster,
         };
         Ok((config, warnings))
     }
@@ -404,6 +416,49 @@ fn unknown_key_warnings(options: &Value) -> Vec<String> {
             }
         })
         .collect()
+}
+
+/// `cluster`: `{"driver": "redis", "prefix"?}`; a cluster needs the shared Redis presence store.
+fn read_cluster(r: &mut Reader<'_>, database: PresenceDriver) -> Option<ClusterOptions> {
+    match r.get("cluster") {
+        None | Some(Value::Null) => return None,
+        Some(Value::Object(_)) => {}
+        Some(other) => {
+            r.fail(
+                "cluster",
+                other,
+                "an object such as {\"driver\": \"redis\"}",
+            );
+            return None;
+        }
+    }
+    match r.get("cluster.driver") {
+        Some(Value::String(driver)) if driver == "redis" => {}
+        other => {
+            let value = other.cloned().unwrap_or(Value::Null);
+            r.fail("cluster.driver", &value, "\"redis\" (the only driver)");
+            return None;
+        }
+    }
+    let prefix = r.string("cluster.prefix", "herald");
+    if prefix.is_empty() || prefix.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        r.fail(
+            "cluster.prefix",
+            &Value::String(prefix),
+            "a non-empty name without spaces, e.g. \"herald\"",
+        );
+        return None;
+    }
+    if database != PresenceDriver::Redis {
+        let value = r.get("database").cloned().unwrap_or(Value::Null);
+        r.fail(
+            "database",
+            &value,
+            "\"redis\" when \"cluster\" is on: the nodes share presence members in Redis",
+        );
+        return None;
+    }
+    Some(ClusterOptions { prefix })
 }
 
 fn read_auth_hosts(r: &mut Reader<'_>) -> Vec<String> {
@@ -699,6 +754,39 @@ mod tests {
         assert_eq!((c.whispers.max_bytes, c.whispers.rate_per_second), (100, 2));
         let errors = Config::from_merged(&merged(json!({"authTimeout": "soon"}))).expect_err("bad");
         assert_eq!(errors[0].key, "authTimeout");
+    }
+
+    #[test]
+    fn cluster_needs_the_redis_driver_and_the_redis_presence_store() {
+        let (c, _) =
+            Config::from_merged(&merged(json!({"cluster": {"driver": "redis"}}))).expect("valid");
+        assert_eq!(
+            c.cluster,
+            Some(ClusterOptions {
+                prefix: "herald".into()
+            })
+        );
+        let (c, _) = Config::from_merged(&merged(json!({}))).expect("valid");
+        assert_eq!(c.cluster, None);
+        let keys = |file: Value| -> Vec<String> {
+            Config::from_merged(&merged(file))
+                .expect_err("invalid")
+                .into_iter()
+                .map(|e| e.key)
+                .collect()
+        };
+        assert_eq!(
+            keys(json!({"cluster": {"driver": "nats"}})),
+            vec!["cluster.driver"]
+        );
+        assert_eq!(
+            keys(json!({"cluster": {"driver": "redis", "prefix": "a b"}})),
+            vec!["cluster.prefix"]
+        );
+        assert_eq!(
+            keys(json!({"cluster": {"driver": "redis"}, "database": "sqlite"})),
+            vec!["database"]
+        );
     }
 
     #[test]

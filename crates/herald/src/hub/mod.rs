@@ -111,6 +111,13 @@ pub trait ChannelWatcher: Send + Sync + 'static {
     fn observe(&self, change: ChannelChange<'_>);
 }
 
+/// Carries publications to the other nodes of a cluster, which deliver them to their own
+/// subscribers. Like a watcher, it must only enqueue.
+pub trait Relay: Send + Sync + 'static {
+    /// Sends `publication`; `cacheable` if a cache channel may keep it (an app's event).
+    fn relay(&self, publication: &Publication, cacheable: bool);
+}
+
 /// Delivers a publication to all of one protocol's subscribers of its channel at once.
 ///
 /// Like [`Subscriber::deliver`], it runs under a shard's read lock: enqueue only, never block.

@@ -3,7 +3,8 @@
 use super::admission::Admission;
 use super::cache::ChannelCache;
 use super::{
-    ChannelChange, ChannelWatcher, Delivery, Fanout, Frames, Publication, SocketId, Subscriber,
+    ChannelChange, ChannelWatcher, Delivery, Fanout, Frames, Publication, Relay, SocketId,
+    Subscriber,
 };
 use crate::metrics::metrics;
 use std::collections::HashMap;
@@ -62,6 +63,8 @@ pub struct Hub {
     watchers: OnceLock<Box<[Arc<dyn ChannelWatcher>]>>,
     /// The last event of each cache channel.
     cache: ChannelCache,
+    /// The other nodes of a cluster, if this node is one of several.
+    relay: OnceLock<Arc<dyn Relay>>,
 }
 
 impl Default for Hub {
@@ -79,7 +82,24 @@ impl Hub {
             admission: Admission::default(),
             watchers: OnceLock::new(),
             cache: ChannelCache::default(),
+            relay: OnceLock::new(),
         }
+    }
+
+    /// Sends later [`Hub::broadcast`]s to the cluster's other nodes too (set once, at start).
+    pub fn relay_to(&self, relay: Arc<dyn Relay>) {
+        let _ = self.relay.set(relay);
+    }
+
+    /// Delivers `publication` to this node's subscribers and, in a cluster, hands it to the
+    /// other nodes for theirs. `cacheable`: other nodes may keep it as a cache channel's last
+    /// event. Returns how many connections of this node it was queued for.
+    pub fn broadcast(&self, publication: &Publication, cacheable: bool) -> usize {
+        let queued = self.publish(publication);
+        if let Some(relay) = self.relay.get() {
+            relay.relay(publication, cacheable);
+        }
+        queued
     }
 
     /// Keeps `publication` as its channel's last event, if it is a cache channel.

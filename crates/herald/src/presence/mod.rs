@@ -191,11 +191,14 @@ impl Presence {
             let member = Arc::new(joined.member.public());
             self.hub
                 .observe(ChannelChange::MemberAdded(channel, &member));
-            self.hub.publish(&Publication::with(
-                channel,
-                Message::MemberAdded(member),
-                Some(socket_id.clone()),
-            ));
+            self.hub.broadcast(
+                &Publication::with(
+                    channel,
+                    Message::MemberAdded(member),
+                    Some(socket_id.clone()),
+                ),
+                false,
+            );
         }
         Ok(joined)
     }
@@ -209,11 +212,10 @@ impl Presence {
                 let member = Arc::new(left.member.public());
                 self.hub
                     .observe(ChannelChange::MemberRemoved(channel, &member));
-                self.hub.publish(&Publication::with(
-                    channel,
-                    Message::MemberRemoved(member),
-                    None,
-                ));
+                self.hub.broadcast(
+                    &Publication::with(channel, Message::MemberRemoved(member), None),
+                    false,
+                );
             }
             Ok(_) => {}
             Err(e) => crate::console::error(&format!(

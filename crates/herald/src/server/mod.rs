@@ -101,6 +101,16 @@ pub async fn run(
         watchers.push(counts);
     }
     hub.watch(watchers);
+    if let Some(cluster) = &config.cluster {
+        let bus = crate::cluster::ClusterBus::start(
+            &config.redis,
+            &cluster.prefix,
+            node.clone(),
+            Arc::downgrade(&hub),
+            config.limits.max_event_bytes.saturating_mul(2),
+        )?;
+        hub.relay_to(Arc::new(bus));
+    }
     let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
     let presence_upkeep = tokio::spawn(keep_presence(presence.clone(), stopped_node));
     let ctx = Arc::new(SocketIoContext {
