@@ -8,7 +8,7 @@ import { startHerald, startRedis, runHerald, waitUntil, sleep, scratchDir } from
 import { connectEcho, listen, recordAll, waitSubscribed } from './lib/clients.mjs';
 import { startAuthEndpoint } from './lib/auth-endpoint.mjs';
 import { PUSHER_APP, connectPusher, startPusherAuthEndpoint } from './lib/pusher-clients.mjs';
-import { writeFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 
 const API = { appId: 'app', key: 'key' };
@@ -148,11 +148,33 @@ test('two deployments on one Redis with different prefixes never see each other'
     await sleep(300);
     assert.deepEqual(onHere.received, [{ to: 'production' }]);
     assert.deepEqual(onThere.received, [{ to: 'staging' }]);
+
+    // Presence members (and node heartbeats) live under each deployment's prefix.
+    const member = (url, user) => connectEcho(url, { echo: 2, sio: 4, auth: { headers: { Authorization: `Bearer user-${user}` } } });
+    const a = await member(nodes[2].url, 31);
+    const b = await member(other.url, 32);
+    try {
+      const seen = [];
+      a.echo.join('staff').here((users) => seen.push(['production', users.map((u) => u.name)]));
+      b.echo.join('staff').here((users) => seen.push(['staging', users.map((u) => u.name)]));
+      await waitUntil(() => seen.length === 2, { what: 'both joined' });
+      assert.deepEqual(seen.sort(), [['production', ['User 31']], ['staging', ['User 32']]]);
+      assert.equal(await redis.cli('HLEN', 'staging:presence:presence-staff'), '1');
+    } finally {
+      a.close();
+      b.close();
+    }
   } finally {
     here.close();
     there.close();
     await other.stop();
   }
+});
+
+test('herald doctor lists the running nodes of the deployment', async () => {
+  const ids = nodes.map((node) => JSON.parse(readFileSync(join(node.cwd, 'laravel-echo-server.lock'), 'utf8')).node).sort();
+  const result = await runHerald(['doctor', '--seconds', '1'], { cwd: nodes[0].cwd });
+  assert.match(result.output, new RegExp(`Herald nodes running on this Redis \\(herald\\): 3 — ${ids.join(', ')}`));
 });
 
 test('a cluster needs the shared Redis presence store: another database is a clear start-up error', async () => {

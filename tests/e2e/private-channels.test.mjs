@@ -123,6 +123,45 @@ test('every failure reaches the browser as subscription_error with a reason, and
   }
 });
 
+test("an auth endpoint that closes a kept-alive connection instead of answering: Herald asks again on a new one", async () => {
+  // Each connection answers its first request (keep-alive) and is closed, unanswered, at its
+  // second: what a server whose keep-alive runs out just as Herald reuses the connection does.
+  const { createServer } = await import('node:net');
+  const requests = [];
+  const server = createServer((socket) => {
+    let seen = 0;
+    socket.on('data', (chunk) => {
+      if (!chunk.toString().includes('channel_name=')) return;
+      requests.push(chunk.toString());
+      seen += 1;
+      if (seen > 1) return socket.destroy();
+      socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\ntrue');
+    });
+    socket.on('error', () => {});
+  });
+  await new Promise((r) => server.listen(0, '127.0.0.1', r));
+  const port = await freePort();
+  const closing = await startHerald({
+    port,
+    config: { clients: [API], subscribers: { redis: false }, database: 'memory', authHost: `http://127.0.0.1:${server.address().port}` },
+  });
+  const client = await connectEcho(closing.url, { echo: 2, sio: 4, auth: { headers: { Authorization: 'Bearer user-1' } } });
+  try {
+    const errors = [];
+    client.socket.on('subscription_error', (...args) => errors.push(args));
+    client.echo.private('first');
+    await waitSubscribed(closing, 'private-first', 1, API);
+    client.echo.private('second');
+    await waitSubscribed(closing, 'private-second', 1, API);
+    assert.deepEqual(errors, []);
+    assert.equal(requests.length, 3, 'the second request was sent again, on a new connection');
+  } finally {
+    client.close();
+    await closing.stop();
+    server.close();
+  }
+});
+
 test('an unreachable auth host is reported as such', async () => {
   const closedPort = await freePort();
   const other = await startHerald({

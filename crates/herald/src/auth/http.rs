@@ -83,7 +83,11 @@ impl HttpAuthorizer {
             .connect_timeout(config.auth.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(!config.auth.verify_tls)
-            .pool_idle_timeout(Duration::from_secs(60))
+            // Shorter than the keep-alive of common app servers (Node 5 s, Apache 5 s, nginx
+            // 75 s), so Herald drops an idle connection before the server does: a request sent
+            // on a connection the server is closing fails ("connection closed before message
+            // completed"), which the end-to-end churn test caught.
+            .pool_idle_timeout(Duration::from_secs(4))
             // No more idle connections than requests may be in flight (`AuthGate`): bursts
             // reuse them instead of opening new ones each time.
             .pool_max_idle_per_host(config.limits.max_auth_requests)
@@ -175,14 +179,20 @@ impl HttpAuthorizer {
             ("channel_name", request.channel.as_str()),
             ("socket_id", request.socket_id.as_str()),
         ];
-        let response = self
-            .client
-            .post(&url)
-            .headers(forwarded_headers(request))
-            .form(&form)
-            .send()
-            .await
-            .map_err(|e| self.transport_refusal(&e))?;
+        let send = || {
+            self.client
+                .post(&url)
+                .headers(forwarded_headers(request))
+                .form(&form)
+                .send()
+        };
+        let response = match send().await {
+            // A pooled connection the app's server closed as we reused it (its keep-alive
+            // ran out at that moment): nothing was answered, so ask once more, on a new one.
+            Err(e) if closed_before_answer(&e) => send().await,
+            other => other,
+        }
+        .map_err(|e| self.transport_refusal(&e))?;
         let status = response.status().as_u16();
         let body = read_limited(response)
             .await
@@ -253,6 +263,19 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
 }
 
 /// The innermost error message: "connection refused", "dns error: …".
+/// Whether `error` is a reused connection closed by the server before any answer (hyper's
+/// "connection closed before message completed"), which a second attempt avoids.
+fn closed_before_answer(error: &reqwest::Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>() {
+            return hyper_error.is_incomplete_message();
+        }
+        cause = current.source();
+    }
+    false
+}
+
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause: &(dyn std::error::Error + 'static) = error;
     while let Some(next) = cause.source() {

@@ -127,6 +127,24 @@ pub(super) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
         }
     };
     console::success(&format!("Redis answers at {address}."));
+    if loaded.config.database == config::PresenceDriver::Redis {
+        let deployment = loaded
+            .config
+            .cluster
+            .as_ref()
+            .map_or("herald", |cluster| &cluster.prefix);
+        match runtime.block_on(live_nodes(options, deployment)) {
+            Ok(nodes) if nodes.is_empty() => console::info(&format!(
+                "Herald nodes running on this Redis ({deployment}): none"
+            )),
+            Ok(nodes) => console::info(&format!(
+                "Herald nodes running on this Redis ({deployment}): {} — {}",
+                nodes.len(),
+                nodes.join(", ")
+            )),
+            Err(e) => console::warning(&format!("Could not list the running nodes: {e}")),
+        }
+    }
     for (channel, count) in report.channels.iter().take(20) {
         console::info(&format!("  seen: {channel} ({count} message(s))"));
     }
@@ -157,6 +175,46 @@ pub(super) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::FAILURE)
         }
     }
+}
+
+/// The ids of the nodes whose heartbeat (`<keyPrefix><deployment>:node:<id>`) is alive.
+async fn live_nodes(
+    options: &config::RedisOptions,
+    deployment: &str,
+) -> anyhow::Result<Vec<String>> {
+    let client = redis_client::client(options)?;
+    let prefix = format!("{}{deployment}:node:", options.key_prefix);
+    let pattern = format!("{}*", redis_client::escape_glob(&prefix));
+    let scan = async {
+        let mut connection = client.get_multiplexed_async_connection().await?;
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut connection)
+                .await?;
+            keys.extend(batch);
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        Ok::<_, redis::RedisError>(keys)
+    };
+    let keys = tokio::time::timeout(Duration::from_secs(5), scan)
+        .await
+        .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
+    let mut nodes: Vec<String> = keys
+        .iter()
+        .filter_map(|key| key.strip_prefix(&prefix).map(str::to_owned))
+        .collect();
+    nodes.sort();
+    Ok(nodes)
 }
 
 /// PSUBSCRIBEs `*` for `duration` and counts channels.

@@ -140,7 +140,7 @@ pub struct WhisperOptions {
 /// The presence store named by `database`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PresenceDriver {
-    /// Members in Redis hashes `<keyPrefix>herald:presence:<channel>`.
+    /// Members in Redis hashes `<keyPrefix><cluster.prefix or herald>:presence:<channel>`.
     Redis,
     /// Members in a SQLite file.
     Sqlite,

@@ -109,7 +109,12 @@ impl Presence {
         {
             PresenceDriver::Memory => (Arc::new(MemoryStore::default()), Arc::new(ThisNodeOnly)),
             PresenceDriver::Redis => {
-                let store = Arc::new(RedisStore::new(&config.redis, config.publish_presence)?);
+                let deployment = config.cluster.as_ref().map_or("herald", |c| &c.prefix);
+                let store = Arc::new(RedisStore::new(
+                    &config.redis,
+                    config.publish_presence,
+                    deployment,
+                )?);
                 (store.clone(), store)
             }
             PresenceDriver::Sqlite => (

@@ -21,7 +21,7 @@ use std::time::Duration;
 use tokio::sync::OnceCell;
 
 /// Where entry hashes start, after the key prefix.
-const ENTRIES: &str = "herald:presence:";
+const ENTRIES: &str = "presence:";
 
 /// Longest a store command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
@@ -30,19 +30,27 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct RedisStore {
     client: redis::Client,
     connection: OnceCell<ConnectionManager>,
-    key_prefix: String,
+    /// Every key starts with it: Laravel's `keyPrefix`, the deployment's name (`cluster.prefix`,
+    /// `herald` by default) and `:`.
+    namespace: String,
     publish_updates: bool,
     add_script: Script,
     remove_script: Script,
 }
 
 impl RedisStore {
-    /// A store on `options` (connects on first use, reconnects by itself).
-    pub fn new(options: &RedisOptions, publish_updates: bool) -> anyhow::Result<RedisStore> {
+    /// A store on `options` (connects on first use, reconnects by itself) for the deployment
+    /// `deployment` (`cluster.prefix`, `herald` by default): two deployments on one Redis keep
+    /// their members and heartbeats apart.
+    pub fn new(
+        options: &RedisOptions,
+        publish_updates: bool,
+        deployment: &str,
+    ) -> anyhow::Result<RedisStore> {
         Ok(RedisStore {
             client: redis_client::client(options)?,
             connection: OnceCell::new(),
-            key_prefix: options.key_prefix.clone(),
+            namespace: format!("{}{deployment}:", options.key_prefix),
             publish_updates,
             add_script: Script::new(include_str!("redis_add.lua")),
             remove_script: Script::new(include_str!("redis_remove.lua")),
@@ -65,17 +73,17 @@ impl RedisStore {
 
     /// The channel's entry hash.
     fn entries_key(&self, channel: &str) -> String {
-        format!("{}{ENTRIES}{channel}", self.key_prefix)
+        format!("{}{ENTRIES}{channel}", self.namespace)
     }
 
     /// The channel's user-count hash.
     fn users_key(&self, channel: &str) -> String {
-        format!("{}herald:presence-users:{channel}", self.key_prefix)
+        format!("{}presence-users:{channel}", self.namespace)
     }
 
     /// A node's heartbeat key.
     fn node_key(&self, node: &str) -> String {
-        format!("{}herald:node:{node}", self.key_prefix)
+        format!("{}node:{node}", self.namespace)
     }
 
     /// The `PresenceChannelUpdated` channel field as JSON, or empty when updates are off.
@@ -197,7 +205,7 @@ impl PresenceStore for RedisStore {
 
     fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         async move {
-            let prefix = format!("{}{ENTRIES}", self.key_prefix);
+            let prefix = format!("{}{ENTRIES}", self.namespace);
             let pattern = format!("{}*", redis_client::escape_glob(&prefix));
             let mut channels = Vec::new();
             let mut cursor: u64 = 0;
