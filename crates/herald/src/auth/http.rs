@@ -1,8 +1,8 @@
 //! The auth request laravel-echo-server sends, with a timeout, pooling and TLS verification.
 
 use super::{
-    AuthBounds, AuthGate, AuthPermit, AuthTarget, ConnectionSlots, Grant, Refusal, judge,
-    select_auth_host,
+    AuthBounds, AuthGate, AuthPermit, AuthTarget, ConnectionSlots, Grant, Refusal, RefusalKind,
+    judge, select_auth_host,
 };
 use crate::config::Config;
 use crate::hub::ChannelKind;
@@ -139,11 +139,8 @@ impl HttpAuthorizer {
     /// request; refused with status 429 when too many requests wait already.
     pub async fn admit(&self, slots: &ConnectionSlots) -> Result<AuthPermit, Refusal> {
         self.gate.admit(slots).await.map_err(|busy| {
-            crate::metrics::metrics().auth_request_refused("throttled");
-            Refusal {
-                status: 429,
-                reason: busy.to_string(),
-            }
+            crate::metrics::metrics().auth_request_refused(RefusalKind::Throttled.outcome());
+            Refusal::throttled(busy.to_string())
         })
     }
 
@@ -163,9 +160,7 @@ impl HttpAuthorizer {
         });
         let outcome = match &verdict {
             Ok(_) => "granted",
-            Err(refusal) if refusal.status != 0 => "refused",
-            Err(refusal) if refusal.reason.contains("timed out") => "timeout",
-            Err(_) => "unreachable",
+            Err(refusal) => refusal.kind.outcome(),
         };
         crate::metrics::metrics().auth_request(outcome, started.elapsed());
         verdict
@@ -202,12 +197,18 @@ impl HttpAuthorizer {
 
     fn transport_refusal(&self, error: &reqwest::Error) -> Refusal {
         if error.is_timeout() {
-            return Refusal::unanswered(format!(
-                "auth endpoint timed out after {}",
-                human_duration(self.timeout)
-            ));
+            return Refusal::unanswered(
+                RefusalKind::Timeout,
+                format!(
+                    "auth endpoint timed out after {}",
+                    human_duration(self.timeout)
+                ),
+            );
         }
-        Refusal::unanswered(format!("auth endpoint unreachable: {}", root_cause(error)))
+        Refusal::unanswered(
+            RefusalKind::Unreachable,
+            format!("auth endpoint unreachable: {}", root_cause(error)),
+        )
     }
 }
 

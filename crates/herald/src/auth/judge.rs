@@ -13,16 +13,66 @@ pub struct Grant {
 /// A refusal: the HTTP status (0 when there was no answer) and a sentence saying why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Refusal {
-    /// HTTP status of the auth answer, or 0 when none arrived.
+    /// HTTP status of the auth answer, 429 when Herald did not ask (too many waiting), or 0
+    /// when no answer arrived.
     pub status: u16,
     /// Why, for the browser and the log.
     pub reason: String,
+    /// What kind of refusal, for the metrics: never read back from `reason`.
+    pub kind: RefusalKind,
+}
+
+/// The kinds of refusal, as `herald_auth_requests_total{outcome}` names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The app answered, and the answer does not grant.
+    Refused,
+    /// No answer within `authTimeout`.
+    Timeout,
+    /// The app could not be reached.
+    Unreachable,
+    /// Herald did not ask: too many requests were waiting.
+    Throttled,
+}
+
+impl RefusalKind {
+    /// The metric's `outcome` label.
+    pub fn outcome(self) -> &'static str {
+        match self {
+            RefusalKind::Refused => "refused",
+            RefusalKind::Timeout => "timeout",
+            RefusalKind::Unreachable => "unreachable",
+            RefusalKind::Throttled => "throttled",
+        }
+    }
 }
 
 impl Refusal {
-    /// A refusal without an HTTP answer (unreachable, timeout).
-    pub fn unanswered(reason: String) -> Refusal {
-        Refusal { status: 0, reason }
+    /// The app's answer `status` does not grant.
+    pub fn answered(status: u16, reason: String) -> Refusal {
+        Refusal {
+            status,
+            reason,
+            kind: RefusalKind::Refused,
+        }
+    }
+
+    /// No answer arrived (`kind` says why: a timeout, or unreachable).
+    pub fn unanswered(kind: RefusalKind, reason: String) -> Refusal {
+        Refusal {
+            status: 0,
+            reason,
+            kind,
+        }
+    }
+
+    /// Herald refused without asking (429).
+    pub fn throttled(reason: String) -> Refusal {
+        Refusal {
+            status: 429,
+            reason,
+            kind: RefusalKind::Throttled,
+        }
     }
 }
 
@@ -38,10 +88,10 @@ pub fn judge(
     body_shown: bool,
 ) -> Result<Grant, Refusal> {
     if status != 200 {
-        return Err(Refusal {
+        return Err(Refusal::answered(
             status,
-            reason: format!("auth endpoint answered {status}{}", status_hint(status)),
-        });
+            format!("auth endpoint answered {status}{}", status_hint(status)),
+        ));
     }
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
     let channel_data = parsed
@@ -70,12 +120,7 @@ fn strict_check(
     body: &[u8],
     quote: impl Fn(String) -> String,
 ) -> Result<(), Refusal> {
-    let refuse = |what: String| {
-        Err(Refusal {
-            status: 200,
-            reason: format!("strict mode: {what}"),
-        })
-    };
+    let refuse = |what: String| Err(Refusal::answered(200, format!("strict mode: {what}")));
     let Some(parsed) = parsed else {
         return refuse(format!("body was not JSON: {}", quote(preview(body))));
     };

@@ -9,4 +9,4 @@ mod judge;
 pub use gate::{AuthBounds, AuthBusy, AuthGate, AuthPermit, ConnectionSlots};
 pub use host::{AuthTarget, select_auth_host};
 pub use http::{AuthAnswer, AuthRequest, HttpAuthorizer};
-pub use judge::{Grant, Refusal, judge};
+pub use judge::{Grant, Refusal, RefusalKind, judge};

@@ -70,6 +70,13 @@ impl Sender {
     }
 }
 
+/// After a failed attempt `elapsed` into a batch's delivery, having just waited `wait` (or
+/// about to wait it, the first time): the wait after this one, or `None` when the next
+/// attempt would come after [`RETRY_FOR`] and the batch is given up on.
+fn retry_after(elapsed: Duration, wait: Duration) -> Option<Duration> {
+    (elapsed + wait <= RETRY_FOR).then(|| (wait * 2).min(LONGEST_WAIT))
+}
+
 /// Milliseconds since the Unix epoch.
 fn now_ms() -> u128 {
     SystemTime::now()
@@ -126,7 +133,7 @@ async fn deliver(
             Err(e) => e.without_url().to_string(),
         };
         metrics().webhook_failures.inc();
-        if started.elapsed() + wait > RETRY_FOR {
+        let Some(next) = retry_after(started.elapsed(), wait) else {
             metrics().webhook_events_dropped.inc_by(count);
             crate::console::error(&format!(
                 "webhook {}: gave up on {count} event(s) after retrying for {} s; last answer: {failure}",
@@ -134,13 +141,34 @@ async fn deliver(
                 RETRY_FOR.as_secs()
             ));
             return;
-        }
+        };
         tracing::warn!(
             webhook = %shown(&target.url),
             "webhook failed ({failure}); retrying in {} s",
             wait.as_secs()
         );
         tokio::time::sleep(wait).await;
-        wait = (wait * 2).min(LONGEST_WAIT);
+        wait = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The attempts' times: 0, 1, 3, 7, 15, 31, 63, 123, 183, 243 s, then given up (the next
+    /// would come after 5 minutes).
+    #[test]
+    fn back_off_doubles_to_a_minute_and_stops_after_five_minutes() {
+        let mut at = Duration::ZERO;
+        let mut wait = FIRST_RETRY;
+        let mut attempts = vec![0];
+        while let Some(next) = retry_after(at, wait) {
+            at += wait;
+            attempts.push(at.as_secs());
+            wait = next;
+        }
+        assert_eq!(attempts, vec![0, 1, 3, 7, 15, 31, 63, 123, 183, 243]);
+        assert!(at + wait > RETRY_FOR);
     }
 }
