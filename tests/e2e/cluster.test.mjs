@@ -57,9 +57,8 @@ test('every publish path reaches the subscribers on every node exactly once; soc
     const on2 = listen(sio2, 'news', '.Story');
     const on4 = listen(sio4, 'news', '.Story');
     const onPusher = bindPusher(pusher, 'news', 'Story');
-    await waitSubscribed(nodes[0], 'news', 1, API);
-    await waitSubscribed(nodes[1], 'news', 1, API);
-    await waitUntil(() => pusher.channel('news')?.subscribed, { what: 'pusher-js subscribed' });
+    // The API counts every node's subscribers: 3 means each client is subscribed on its node.
+    await waitSubscribed(nodes[0], 'news', 3, API);
 
     await redis.publish('news', { event: 'Story', data: { via: 'redis' } });
     assert.equal((await apiPublish(nodes[0], { channel: 'news', name: 'Story', data: { via: 'echo-server api' } })).status, 200);
@@ -81,6 +80,28 @@ test('every publish path reaches the subscribers on every node exactly once; soc
   }
 });
 
+test('the channel APIs answer for the whole cluster: lists and counts add up every node', async () => {
+  const sio2 = await connectEcho(nodes[0].url, { echo: 1, sio: 2 });
+  const sio4 = await connectEcho(nodes[1].url, { echo: 2, sio: 4 });
+  const pusher = await connectPusher(nodes[2].port);
+  try {
+    sio2.echo.channel('spread');
+    sio4.echo.channel('spread');
+    pusher.subscribe('spread');
+    const echoServerCount = async (node) => (await node.api(`/apps/${API.appId}/channels?auth_key=${API.key}`)).json?.channels?.spread?.subscription_count;
+    for (const node of nodes) await waitUntil(async () => (await echoServerCount(node)) === 3, { what: `3 subscribers seen from port ${node.port}` });
+    const info = await (await sdkOn(nodes[0]).get({ path: '/channels/spread', params: { info: 'subscription_count' } })).json();
+    assert.deepEqual(info, { occupied: true, subscription_count: 3 });
+    sio4.close();
+    await waitUntil(async () => (await echoServerCount(nodes[2])) === 2, { what: 'the count after a client on node 1 left' });
+  } finally {
+    sio2.close();
+    sio4.close();
+    pusher.disconnect();
+  }
+  await waitUntil(async () => (await nodes[0].api(`/apps/${API.appId}/channels?auth_key=${API.key}`)).json?.channels?.spread === undefined, { what: 'no longer occupied anywhere' });
+});
+
 test('whispers and client events cross nodes, never back to their sender', async () => {
   const sio = await connectEcho(nodes[0].url, { echo: 2, sio: 4, auth: { headers: { Authorization: 'Bearer user-1' } } });
   const pusher = await connectPusher(nodes[2].port, { auth: pusherAuth, user: 'p2' });
@@ -90,8 +111,7 @@ test('whispers and client events cross nodes, never back to their sender', async
     const pusherWhispers = [];
     const channel = pusher.subscribe('private-team');
     channel.bind('client-typing', (data) => pusherWhispers.push(data));
-    await waitSubscribed(nodes[0], 'private-team', 1, API);
-    await waitUntil(() => channel.subscribed, { what: 'pusher-js subscribed' });
+    await waitSubscribed(nodes[0], 'private-team', 2, API);
     sio.echo.private('team').whisper('typing', { from: 'node 0' });
     await waitUntil(() => pusherWhispers.length === 1, { what: 'the whisper on node 2' });
     channel.trigger('client-typing', { from: 'node 2' });

@@ -34,13 +34,21 @@ pub struct ApiState {
     pub started: Instant,
     /// Largest event body accepted.
     pub max_event_bytes: usize,
+    /// In a cluster: every node's channel counts (the reads answer for the whole cluster).
+    pub occupancy: Option<Arc<crate::cluster::Occupancy>>,
 }
 
 /// The API routes, with `POST /apps/{appId}/events` only when the HTTP subscriber is on.
-pub fn router(config: &Config, hub: Arc<Hub>, presence: Arc<Presence>) -> Router {
+pub fn router(
+    config: &Config,
+    hub: Arc<Hub>,
+    presence: Arc<Presence>,
+    occupancy: Option<Arc<crate::cluster::Occupancy>>,
+) -> Router {
     let state = ApiState {
         hub,
         presence,
+        occupancy,
         clients: config.clients.clone().into(),
         started: Instant::now(),
         max_event_bytes: config.limits.max_event_bytes,

@@ -55,9 +55,8 @@ pub(super) async fn channels(
 ) -> Result<Json<Value>, ApiError> {
     let prefix = query.filter_by_prefix.clone().unwrap_or_default();
     // Keys of the app's space, named as its clients name them.
-    let occupied: Vec<ChannelInfo> = state
-        .hub
-        .channels(&app.space.key(&prefix))
+    let occupied: Vec<ChannelInfo> = occupied_channels(&state, &app.space.key(&prefix))
+        .await?
         .into_iter()
         .filter_map(|c| {
             let name = app.space.name_of(&c.name)?.to_owned();
@@ -107,7 +106,13 @@ pub(super) async fn channel(
     Query(query): Query<ChannelsQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let channel = app.space.key(&name);
-    let count = state.hub.subscription_count(&channel);
+    let count = match &state.occupancy {
+        Some(cluster) => cluster
+            .count(&channel)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("cluster channel counts: {e}")))?,
+        None => state.hub.subscription_count(&channel),
+    };
     let presence = ChannelKind::of(&name) == ChannelKind::Presence;
     if app.is_pusher() {
         let mut body = json!({"occupied": count > 0});
@@ -173,6 +178,18 @@ pub(super) async fn users(
         })
         .collect();
     Ok(Json(json!({ "users": users })))
+}
+
+/// The occupied channels whose key starts with `prefix`: this node's, or in a cluster every
+/// node's.
+async fn occupied_channels(state: &ApiState, prefix: &str) -> Result<Vec<ChannelInfo>, ApiError> {
+    match &state.occupancy {
+        Some(cluster) => cluster
+            .channels(prefix)
+            .await
+            .map_err(|e| ApiError::Unavailable(format!("cluster channel counts: {e}"))),
+        None => Ok(state.hub.channels(prefix)),
+    }
 }
 
 /// Live users of a presence channel.

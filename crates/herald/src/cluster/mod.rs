@@ -5,6 +5,8 @@
 //! once. Presence lives in the shared Redis store (`presence/`).
 
 mod bus;
+mod occupancy;
 mod wire;
 
 pub use bus::ClusterBus;
+pub use occupancy::Occupancy;

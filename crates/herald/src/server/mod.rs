@@ -42,9 +42,10 @@ fn app(
     pusher: Arc<PusherContext>,
     search_dirs: Vec<PathBuf>,
     probes: Option<Router>,
+    occupancy: Option<Arc<crate::cluster::Occupancy>>,
 ) -> anyhow::Result<(Router, socketioxide::SocketIo)> {
     let hub = ctx.hub.clone();
-    let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone())
+    let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone(), occupancy)
         .merge(crate::protocol::pusher::router(pusher));
     if let Some(probes) = probes {
         api = api.merge(probes);
@@ -100,7 +101,7 @@ pub async fn run(
     {
         watchers.push(counts);
     }
-    hub.watch(watchers);
+    let mut occupancy = None;
     if let Some(cluster) = &config.cluster {
         let bus = crate::cluster::ClusterBus::start(
             &config.redis,
@@ -110,7 +111,16 @@ pub async fn run(
             config.limits.max_event_bytes.saturating_mul(2),
         )?;
         hub.relay_to(Arc::new(bus));
+        let counts = crate::cluster::Occupancy::start(
+            &config.redis,
+            &cluster.prefix,
+            node.clone(),
+            Arc::downgrade(&hub),
+        )?;
+        watchers.push(counts.clone());
+        occupancy = Some(counts);
     }
+    hub.watch(watchers);
     let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
     let presence_upkeep = tokio::spawn(keep_presence(presence.clone(), stopped_node));
     let ctx = Arc::new(SocketIoContext {
@@ -157,7 +167,14 @@ pub async fn run(
         shutdown,
         open: Default::default(),
     });
-    let (app, io) = app(config, ctx, pusher.clone(), search_dirs, main_probes)?;
+    let (app, io) = app(
+        config,
+        ctx,
+        pusher.clone(),
+        search_dirs,
+        main_probes,
+        occupancy.clone(),
+    )?;
 
     let listener = bind(config).await?.into_std()?;
     let shown_host = config
@@ -243,6 +260,9 @@ pub async fn run(
     }
     if let Ok(Err(e)) = tokio::time::timeout_at(deadline, presence.withdraw()).await {
         console::warning(&format!("Could not withdraw this node's heartbeat: {e}"));
+    }
+    if let Some(occupancy) = &occupancy {
+        let _ = tokio::time::timeout_at(deadline, occupancy.withdraw()).await;
     }
     if let Some(task) = redis_task {
         task.abort();
