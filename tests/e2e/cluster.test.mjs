@@ -152,6 +152,32 @@ test('presence across nodes: a member joining on one node is announced on the ot
   }
 });
 
+test('a node killed with kill -9: its presence members are announced gone on the other nodes within 15 s', async () => {
+  const doomed = await startHerald({ config: config() });
+  const member = (url, user) => connectEcho(url, { echo: 2, sio: 4, auth: { headers: { Authorization: `Bearer user-${user}` } } });
+  const victim = await member(doomed.url, 41);
+  const witness = await member(nodes[0].url, 42);
+  try {
+    const events = recordAll(witness.socket);
+    const victimHere = [];
+    victim.echo.join('vigil').here((users) => victimHere.push(users));
+    await waitUntil(() => victimHere.length === 1, { what: 'the member on the doomed node' });
+    witness.echo.join('vigil');
+    await waitUntil(() => events.some((e) => e[0] === 'presence:subscribed'), { what: 'the witness joined' });
+    const killed = Date.now();
+    await doomed.stop('SIGKILL');
+    await waitUntil(() => events.some((e) => e[0] === 'presence:leaving'), { what: 'the dead node\'s member announced gone', timeoutMs: 20000 });
+    const took = Date.now() - killed;
+    assert.ok(took <= 15000, `announced ${took} ms after the kill`);
+    assert.deepEqual(events.find((e) => e[0] === 'presence:leaving')[2], { user_id: 41, user_info: { name: 'User 41' } });
+    const users = await nodes[1].api(`/apps/${API.appId}/channels/presence-vigil/users?auth_key=${API.key}`);
+    assert.deepEqual(users.json.users.map((u) => u.id), [42]);
+  } finally {
+    victim.close();
+    witness.close();
+  }
+});
+
 test('two deployments on one Redis with different prefixes never see each other', async () => {
   const other = await startHerald({ config: config('staging') });
   const here = await connectEcho(nodes[0].url, { echo: 2, sio: 4 });

@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 /// Changes written together: the counts are read and written this long after a change.
 const WRITE_EVERY: Duration = Duration::from_millis(100);
 /// Channels waiting to be written; beyond, a change is dropped (the hash is rewritten whole
-/// at each heartbeat, so it heals).
+/// every minute, so it heals).
 const QUEUE: usize = 10_000;
 const REDIS_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -136,26 +136,41 @@ impl ChannelWatcher for Occupancy {
     }
 }
 
-/// Writes changed counts every [`WRITE_EVERY`], and the whole hash (with its expiry) at every
-/// heartbeat.
+/// The whole hash is rewritten this often, healing changes a full queue dropped.
+const REWRITE_EVERY: Duration = Duration::from_secs(60);
+
+/// What one round of writing does.
+enum Round {
+    /// Write the channels that changed.
+    Changed,
+    /// Renew the hash's expiry (with the heartbeat).
+    Renew,
+    /// Rewrite the whole hash.
+    Rewrite,
+}
+
+/// Writes changed counts every [`WRITE_EVERY`], renews the hash's expiry with each heartbeat,
+/// and rewrites it whole every [`REWRITE_EVERY`].
 async fn write(mut queue: mpsc::Receiver<String>, occupancy: Weak<Occupancy>, hub: Weak<Hub>) {
     let mut changed: HashSet<String> = HashSet::new();
     let mut flush = tokio::time::interval(WRITE_EVERY);
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
+    let mut rewrite = tokio::time::interval(REWRITE_EVERY);
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
     loop {
-        let whole = tokio::select! {
+        let round = tokio::select! {
             channel = queue.recv() => match channel {
-                Some(channel) => {
+                    Some(channel) => {
                     changed.insert(channel);
                     continue;
                 }
                 None => return,
             },
-            _ = flush.tick() => false,
-            _ = heartbeat.tick() => true,
+            _ = flush.tick() => Round::Changed,
+            _ = heartbeat.tick() => Round::Renew,
+            _ = rewrite.tick() => Round::Rewrite,
         };
-        if changed.is_empty() && !whole {
+        if matches!(round, Round::Changed) && changed.is_empty() {
             continue;
         }
         let (Some(occupancy), Some(hub)) = (occupancy.upgrade(), hub.upgrade()) else {
@@ -163,23 +178,27 @@ async fn write(mut queue: mpsc::Receiver<String>, occupancy: Weak<Occupancy>, hu
         };
         let key = occupancy.own_key();
         let mut pipe = redis::pipe();
-        if whole {
-            changed.clear();
-            pipe.cmd("DEL").arg(&key).ignore();
-            for channel in hub.channels("") {
-                pipe.cmd("HSET")
-                    .arg(&key)
-                    .arg(&channel.name)
-                    .arg(channel.subscription_count)
-                    .ignore();
+        match round {
+            Round::Rewrite => {
+                changed.clear();
+                pipe.cmd("DEL").arg(&key).ignore();
+                for channel in hub.channels("") {
+                    pipe.cmd("HSET")
+                        .arg(&key)
+                        .arg(&channel.name)
+                        .arg(channel.subscription_count)
+                        .ignore();
+                }
             }
-        } else {
-            for channel in changed.drain() {
-                match hub.subscription_count(&channel) {
-                    0 => pipe.cmd("HDEL").arg(&key).arg(&channel).ignore(),
-                    count => pipe.cmd("HSET").arg(&key).arg(&channel).arg(count).ignore(),
-                };
+            Round::Changed => {
+                for channel in changed.drain() {
+                    match hub.subscription_count(&channel) {
+                        0 => pipe.cmd("HDEL").arg(&key).arg(&channel).ignore(),
+                        count => pipe.cmd("HSET").arg(&key).arg(&channel).arg(count).ignore(),
+                    };
+                }
             }
+            Round::Renew => {}
         }
         pipe.cmd("PEXPIRE")
             .arg(&key)
@@ -200,7 +219,7 @@ async fn write(mut queue: mpsc::Receiver<String>, occupancy: Weak<Occupancy>, hu
             None => false,
         };
         if !written {
-            // The next heartbeat rewrites the whole hash.
+            // The next rewrite writes the whole hash again.
             connection = None;
             tracing::warn!("could not write this node's channel counts to Redis");
         }

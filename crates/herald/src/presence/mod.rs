@@ -273,6 +273,16 @@ impl Presence {
         Ok(cleaned)
     }
 
+    /// Whether a node of `known` stopped running without withdrawing (it died): then its
+    /// members should be removed now ([`Presence::remove_ghosts`]). `known` becomes the nodes
+    /// running now. Cheap: one scan of the heartbeats.
+    pub async fn a_node_died(&self, known: &mut HashSet<String>) -> Result<bool, StoreError> {
+        let running = self.nodes.all_running().await?;
+        let died = known.iter().any(|node| !running.contains(node));
+        *known = running;
+        Ok(died)
+    }
+
     /// Says this node runs, for the next [`NODE_TTL`]; call every [`HEARTBEAT_EVERY`].
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
         self.nodes.announce(self.node.as_str()).await
@@ -319,8 +329,20 @@ impl Presence {
                 }
             });
         for ghost in ghosts {
-            if let Err(e) = self.store.remove(channel, &ghost.socket_id).await {
-                tracing::warn!(error = %e, "could not remove a presence ghost");
+            match self.store.remove(channel, &ghost.socket_id).await {
+                // The user's last entry, and this node the one that removed it (the store
+                // decides, atomically): tell every node's members, once, that the user left.
+                Ok(Some(removed)) if removed.others_of_user == 0 => {
+                    let member = Arc::new(removed.entry.public());
+                    self.hub
+                        .observe(ChannelChange::MemberRemoved(channel, &member));
+                    self.hub.broadcast(
+                        &Publication::with(channel, Message::MemberRemoved(member), None),
+                        false,
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "could not remove a presence ghost"),
             }
         }
         live
@@ -372,6 +394,10 @@ mod tests {
                 .map(|n| (*n).to_owned())
                 .collect();
             async move { Ok(found) }.boxed()
+        }
+        fn all_running(&self) -> BoxFuture<'_, Result<HashSet<String>, StoreError>> {
+            let running = self.running.lock().expect("lock").clone();
+            async move { Ok(running) }.boxed()
         }
     }
 

@@ -6,11 +6,14 @@ use futures_util::future::{BoxFuture, FutureExt};
 use std::collections::HashSet;
 use std::time::Duration;
 
-/// How long a node counts as running after its last heartbeat.
-pub const NODE_TTL: Duration = Duration::from_secs(60);
+/// How long a node counts as running after its last heartbeat. With [`HEARTBEAT_EVERY`], a
+/// node that dies is noticed by the others within 13 s (its heartbeat lapses, then their next
+/// check), so its presence members are gone everywhere within 15 s.
+pub const NODE_TTL: Duration = Duration::from_secs(10);
 
-/// How often a node renews its heartbeat: four chances before [`NODE_TTL`] lapses.
-pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(15);
+/// How often a node renews its heartbeat, and looks for nodes that died: three chances before
+/// [`NODE_TTL`] lapses.
+pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 
 /// The running nodes, as the store that presence shares knows them.
 pub trait NodeDirectory: Send + Sync + 'static {
@@ -23,6 +26,8 @@ pub trait NodeDirectory: Send + Sync + 'static {
         &'a self,
         nodes: &'a [&'a str],
     ) -> BoxFuture<'a, Result<HashSet<String>, StoreError>>;
+    /// Every node running now.
+    fn all_running(&self) -> BoxFuture<'_, Result<HashSet<String>, StoreError>>;
 }
 
 /// For stores no other process shares (memory, SQLite): no other node is running, so every
@@ -42,6 +47,10 @@ impl NodeDirectory for ThisNodeOnly {
         &'a self,
         _nodes: &'a [&'a str],
     ) -> BoxFuture<'a, Result<HashSet<String>, StoreError>> {
+        async { Ok(HashSet::new()) }.boxed()
+    }
+
+    fn all_running(&self) -> BoxFuture<'_, Result<HashSet<String>, StoreError>> {
         async { Ok(HashSet::new()) }.boxed()
     }
 }

@@ -205,37 +205,44 @@ impl PresenceStore for RedisStore {
 
     fn channels(&self) -> BoxFuture<'_, Result<Vec<String>, StoreError>> {
         async move {
-            let prefix = format!("{}{ENTRIES}", self.namespace);
-            let pattern = format!("{}*", redis_client::escape_glob(&prefix));
-            let mut channels = Vec::new();
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, keys): (u64, Vec<String>) = self
-                    .command(|mut c| {
-                        let pattern = pattern.clone();
-                        async move {
-                            redis::cmd("SCAN")
-                                .arg(cursor)
-                                .arg("MATCH")
-                                .arg(pattern)
-                                .arg("COUNT")
-                                .arg(200)
-                                .query_async(&mut c)
-                                .await
-                        }
-                    })
-                    .await?;
-                channels.extend(
-                    keys.iter()
-                        .filter_map(|key| Some(key.strip_prefix(prefix.as_str())?.to_owned())),
-                );
-                if next == 0 {
-                    return Ok(channels);
-                }
-                cursor = next;
-            }
+            self.names_after(&format!("{}{ENTRIES}", self.namespace))
+                .await
         }
         .boxed()
+    }
+}
+
+impl RedisStore {
+    /// What follows `prefix` in every key that starts with it (SCAN, never KEYS).
+    async fn names_after(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let pattern = format!("{}*", redis_client::escape_glob(prefix));
+        let mut names = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let (next, keys): (u64, Vec<String>) = self
+                .command(|mut c| {
+                    let pattern = pattern.clone();
+                    async move {
+                        redis::cmd("SCAN")
+                            .arg(cursor)
+                            .arg("MATCH")
+                            .arg(pattern)
+                            .arg("COUNT")
+                            .arg(200)
+                            .query_async(&mut c)
+                            .await
+                    }
+                })
+                .await?;
+            names.extend(
+                keys.iter()
+                    .filter_map(|key| Some(key.strip_prefix(prefix)?.to_owned())),
+            );
+            if next == 0 {
+                return Ok(names);
+            }
+            cursor = next;
+        }
     }
 }
 
@@ -308,6 +315,14 @@ impl NodeDirectory for RedisStore {
                 .filter(|(_, beat)| beat.is_some())
                 .map(|(node, _)| (*node).to_owned())
                 .collect())
+        }
+        .boxed()
+    }
+
+    fn all_running(&self) -> BoxFuture<'_, Result<HashSet<String>, StoreError>> {
+        async move {
+            let nodes = self.names_after(&self.node_key("")).await?;
+            Ok(nodes.into_iter().collect())
         }
         .boxed()
     }

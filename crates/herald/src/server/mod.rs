@@ -290,11 +290,22 @@ async fn keep_presence(presence: Arc<Presence>, stopped_node: Option<NodeId>) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut sweep = tokio::time::interval(PRESENCE_SWEEP_EVERY);
     let mut first_sweep = true;
+    let mut known_nodes = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
                 if let Err(e) = presence.heartbeat().await {
                     tracing::warn!(error = %e, "could not renew this node's presence heartbeat");
+                }
+                // A node that died leaves members nobody removes: remove them now, and tell
+                // the channels' members (within 15 s of the death, docs/scaling.md).
+                match presence.a_node_died(&mut known_nodes).await {
+                    Ok(true) => match presence.remove_ghosts().await {
+                        Ok(n) => tracing::info!(channels = n, "removed the presence members of a node that died"),
+                        Err(e) => tracing::warn!(error = %e, "could not remove the members of a node that died"),
+                    },
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not list the running nodes"),
                 }
             }
             _ = sweep.tick() => {
