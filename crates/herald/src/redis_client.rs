@@ -28,6 +28,30 @@ pub fn escape_glob(text: &str) -> String {
     out
 }
 
+/// Every key matching `pattern`, by SCAN (never KEYS, which blocks Redis on a big keyspace).
+pub async fn scan_keys<C: redis::aio::ConnectionLike>(
+    connection: &mut C,
+    pattern: &str,
+) -> redis::RedisResult<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut cursor: u64 = 0;
+    loop {
+        let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(pattern)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(connection)
+            .await?;
+        keys.extend(batch);
+        if next == 0 {
+            return Ok(keys);
+        }
+        cursor = next;
+    }
+}
+
 /// `host:port`, for log lines (never the password).
 pub fn describe(options: &RedisOptions) -> String {
     format!("{}:{}", host_for_url(&options.host), options.port)

@@ -187,24 +187,7 @@ async fn live_nodes(
     let pattern = format!("{}*", redis_client::escape_glob(&prefix));
     let scan = async {
         let mut connection = client.get_multiplexed_async_connection().await?;
-        let mut keys: Vec<String> = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                .arg(cursor)
-                .arg("MATCH")
-                .arg(&pattern)
-                .arg("COUNT")
-                .arg(1000)
-                .query_async(&mut connection)
-                .await?;
-            keys.extend(batch);
-            if next == 0 {
-                break;
-            }
-            cursor = next;
-        }
-        Ok::<_, redis::RedisError>(keys)
+        redis_client::scan_keys(&mut connection, &pattern).await
     };
     let keys = tokio::time::timeout(Duration::from_secs(5), scan)
         .await

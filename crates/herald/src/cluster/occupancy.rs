@@ -60,23 +60,7 @@ impl Occupancy {
         let read = async {
             let mut connection = self.client.get_multiplexed_async_connection().await?;
             let pattern = format!("{}*", crate::redis_client::escape_glob(&self.key_prefix));
-            let mut keys: Vec<String> = Vec::new();
-            let mut cursor: u64 = 0;
-            loop {
-                let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
-                    .arg(cursor)
-                    .arg("MATCH")
-                    .arg(&pattern)
-                    .arg("COUNT")
-                    .arg(1000)
-                    .query_async(&mut connection)
-                    .await?;
-                keys.extend(batch);
-                if next == 0 {
-                    break;
-                }
-                cursor = next;
-            }
+            let keys = crate::redis_client::scan_keys(&mut connection, &pattern).await?;
             let mut sums: BTreeMap<String, usize> = BTreeMap::new();
             for key in keys {
                 let counts: Vec<(String, usize)> = redis::cmd("HGETALL")

@@ -213,20 +213,23 @@ impl Presence {
     /// when next met.
     pub async fn leave_announced(&self, channel: &str, socket_id: &SocketId) {
         match self.leave(channel, socket_id).await {
-            Ok(Some(left)) if left.last_for_user => {
-                let member = Arc::new(left.member.public());
-                self.hub
-                    .observe(ChannelChange::MemberRemoved(channel, &member));
-                self.hub.broadcast(
-                    &Publication::with(channel, Message::MemberRemoved(member), None),
-                    false,
-                );
-            }
+            Ok(Some(left)) if left.last_for_user => self.announce_removed(channel, &left.member),
             Ok(_) => {}
             Err(e) => crate::console::error(&format!(
                 "could not remove {socket_id} from presence channel {channel}: {e}"
             )),
         }
+    }
+
+    /// Tells the watchers and every node's members of `channel` that `entry`'s user left.
+    fn announce_removed(&self, channel: &str, entry: &MemberEntry) {
+        let member = Arc::new(entry.public());
+        self.hub
+            .observe(ChannelChange::MemberRemoved(channel, &member));
+        self.hub.broadcast(
+            &Publication::with(channel, Message::MemberRemoved(member), None),
+            false,
+        );
     }
 
     /// Removes `socket_id`'s entry. `None` if it had none (never joined, or already left).
@@ -333,13 +336,7 @@ impl Presence {
                 // The user's last entry, and this node the one that removed it (the store
                 // decides, atomically): tell every node's members, once, that the user left.
                 Ok(Some(removed)) if removed.others_of_user == 0 => {
-                    let member = Arc::new(removed.entry.public());
-                    self.hub
-                        .observe(ChannelChange::MemberRemoved(channel, &member));
-                    self.hub.broadcast(
-                        &Publication::with(channel, Message::MemberRemoved(member), None),
-                        false,
-                    );
+                    self.announce_removed(channel, &removed.entry);
                 }
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "could not remove a presence ghost"),

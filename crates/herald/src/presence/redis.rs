@@ -216,33 +216,16 @@ impl RedisStore {
     /// What follows `prefix` in every key that starts with it (SCAN, never KEYS).
     async fn names_after(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
         let pattern = format!("{}*", redis_client::escape_glob(prefix));
-        let mut names = Vec::new();
-        let mut cursor: u64 = 0;
-        loop {
-            let (next, keys): (u64, Vec<String>) = self
-                .command(|mut c| {
-                    let pattern = pattern.clone();
-                    async move {
-                        redis::cmd("SCAN")
-                            .arg(cursor)
-                            .arg("MATCH")
-                            .arg(pattern)
-                            .arg("COUNT")
-                            .arg(200)
-                            .query_async(&mut c)
-                            .await
-                    }
-                })
-                .await?;
-            names.extend(
-                keys.iter()
-                    .filter_map(|key| Some(key.strip_prefix(prefix)?.to_owned())),
-            );
-            if next == 0 {
-                return Ok(names);
-            }
-            cursor = next;
-        }
+        let keys: Vec<String> = self
+            .command(|mut c| {
+                let pattern = pattern.clone();
+                async move { redis_client::scan_keys(&mut c, &pattern).await }
+            })
+            .await?;
+        Ok(keys
+            .iter()
+            .filter_map(|key| Some(key.strip_prefix(prefix)?.to_owned()))
+            .collect())
     }
 }
 
