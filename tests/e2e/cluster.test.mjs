@@ -223,6 +223,17 @@ test('herald doctor lists the running nodes of the deployment', async () => {
   assert.match(result.output, new RegExp(`Herald nodes running on this Redis \\(herald\\): 3 — ${ids.join(', ')}`));
 });
 
+test('cluster.nodeId names a node; doctor lists it among the running ones', async () => {
+  const named = await startHerald({ config: { ...config(), cluster: { driver: 'redis', nodeId: 'web-4' } } });
+  try {
+    assert.equal(JSON.parse(readFileSync(join(named.cwd, 'laravel-echo-server.lock'), 'utf8')).node, 'web-4');
+    const result = await runHerald(['doctor', '--seconds', '1'], { cwd: named.cwd });
+    assert.match(result.output, /Herald nodes running on this Redis \(herald\): 4 — .*web-4/);
+  } finally {
+    await named.stop();
+  }
+});
+
 test('a cluster needs the shared Redis presence store: another database is a clear start-up error', async () => {
   const dir = scratchDir();
   writeFileSync(join(dir, 'laravel-echo-server.json'), JSON.stringify({ ...config(), database: 'memory' }));

@@ -17,10 +17,14 @@ impl NodeId {
         NodeId(Arc::from(hex::encode(bytes)))
     }
 
-    /// An id read back (from a lock file): 16 lowercase hex digits, or `None`.
+    /// An id read back (from a lock file) or configured (`cluster.nodeId`): 1 to 64 letters,
+    /// digits, `-` or `_` (it names Redis keys), or `None`.
     pub fn parse(text: &str) -> Option<NodeId> {
-        (text.len() == 16 && text.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
-            .then(|| NodeId(Arc::from(text)))
+        let usable = (1..=64).contains(&text.len())
+            && text
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        usable.then(|| NodeId(Arc::from(text)))
     }
 
     /// The id as text.
@@ -44,8 +48,10 @@ mod tests {
         let a = NodeId::random();
         assert_ne!(a, NodeId::random());
         assert_eq!(NodeId::parse(a.as_str()), Some(a));
-        assert_eq!(NodeId::parse("0123456789abcdeF"), None);
-        assert_eq!(NodeId::parse("0123"), None);
+        assert!(NodeId::parse("web-1").is_some());
+        assert_eq!(NodeId::parse(""), None);
+        assert_eq!(NodeId::parse(&"a".repeat(65)), None);
+        assert_eq!(NodeId::parse("a b"), None);
         assert_eq!(NodeId::parse("../../etc/passwd"), None);
     }
 }

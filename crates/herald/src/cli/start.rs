@@ -63,7 +63,13 @@ pub(super) fn run(args: StartArgs) -> anyhow::Result<ExitCode> {
     }
     // The node that last held this lock has stopped (or was stopped above).
     let stopped_node = lock::read_node(&lock_path);
-    let node = NodeId::random();
+    // Random per start, unless the cluster config names this node.
+    let node = loaded
+        .config
+        .cluster
+        .as_ref()
+        .and_then(|cluster| cluster.node_id.clone())
+        .unwrap_or_else(NodeId::random);
     let wrote_lock = match lock::write_own(&lock_path, &node) {
         Ok(()) => true,
         Err(e) => {

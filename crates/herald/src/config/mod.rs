@@ -93,6 +93,8 @@ pub struct ClusterOptions {
     /// Namespaces the bus channel (`<prefix>:bus`), so two deployments on one Redis never see
     /// each other (`cluster.prefix`, default `herald`).
     pub prefix: String,
+    /// This node's id (`cluster.nodeId`); a random one per start when absent.
+    pub node_id: Option<crate::node::NodeId>,
 }
 
 /// Herald's `limits` object: every bound in one place, with safe defaults.
@@ -458,7 +460,21 @@ fn read_cluster(r: &mut Reader<'_>, database: PresenceDriver) -> Option<ClusterO
         );
         return None;
     }
-    Some(ClusterOptions { prefix })
+    let node_id = match r.get("cluster.nodeId") {
+        None | Some(Value::Null) => None,
+        Some(value) => match value.as_str().and_then(crate::node::NodeId::parse) {
+            Some(id) => Some(id),
+            None => {
+                r.fail(
+                    "cluster.nodeId",
+                    value,
+                    "1 to 64 letters, digits, - or _ (e.g. \"web-1\"), unique per node",
+                );
+                return None;
+            }
+        },
+    };
+    Some(ClusterOptions { prefix, node_id })
 }
 
 fn read_auth_hosts(r: &mut Reader<'_>) -> Vec<String> {
@@ -763,8 +779,17 @@ mod tests {
         assert_eq!(
             c.cluster,
             Some(ClusterOptions {
-                prefix: "herald".into()
+                prefix: "herald".into(),
+                node_id: None,
             })
+        );
+        let (c, _) = Config::from_merged(&merged(
+            json!({"cluster": {"driver": "redis", "nodeId": "web-1"}}),
+        ))
+        .expect("valid");
+        assert_eq!(
+            c.cluster.and_then(|c| c.node_id).map(|id| id.to_string()),
+            Some("web-1".into())
         );
         let (c, _) = Config::from_merged(&merged(json!({}))).expect("valid");
         assert_eq!(c.cluster, None);
@@ -782,6 +807,10 @@ mod tests {
         assert_eq!(
             keys(json!({"cluster": {"driver": "redis", "prefix": "a b"}})),
             vec!["cluster.prefix"]
+        );
+        assert_eq!(
+            keys(json!({"cluster": {"driver": "redis", "nodeId": "a/b"}})),
+            vec!["cluster.nodeId"]
         );
         assert_eq!(
             keys(json!({"cluster": {"driver": "redis"}, "database": "sqlite"})),
