@@ -83,11 +83,11 @@ impl HttpAuthorizer {
             .connect_timeout(config.auth.timeout)
             .redirect(reqwest::redirect::Policy::none())
             .danger_accept_invalid_certs(!config.auth.verify_tls)
-            // Shorter than the keep-alive of common app servers (Node 5 s, Apache 5 s, nginx
-            // 75 s), so Herald drops an idle connection before the server does: a request sent
-            // on a connection the server is closing fails ("connection closed before message
-            // completed"), which the end-to-end churn test caught.
-            .pool_idle_timeout(Duration::from_secs(4))
+            // Kept across bursts of subscriptions: reopening hundreds of connections per burst
+            // costs memory the allocator does not give back (the churn test saw RSS steps with
+            // a 4-s idle time-out). A connection the app's server closes as it is reused is
+            // retried on a new one (`closed_before_answer`).
+            .pool_idle_timeout(Duration::from_secs(60))
             // No more idle connections than requests may be in flight (`AuthGate`): bursts
             // reuse them instead of opening new ones each time.
             .pool_max_idle_per_host(config.limits.max_auth_requests)
