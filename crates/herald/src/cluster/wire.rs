@@ -3,82 +3,76 @@
 
 use crate::hub::{Member, Message, Publication, SocketId};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use serde_json::value::RawValue;
+use std::borrow::Cow;
 use std::sync::Arc;
 
-/// A publication on the bus.
+/// A publication on the bus. Sending borrows everything from the publication (it is encoded on
+/// the publish path: no copy, no second parse of the data); receiving owns what it read.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) struct Relayed {
+pub(super) struct Relayed<'a> {
     /// The node that published it.
-    pub(super) node: String,
+    pub(super) node: Cow<'a, str>,
     /// Its Hub key.
-    pub(super) channel: String,
+    channel: Cow<'a, str>,
     /// The sender's socket id, excluded on every node.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub(super) except: Option<String>,
+    except: Option<Cow<'a, str>>,
     /// Whether a cache channel keeps it (an app's event, not a client event).
     #[serde(default)]
     pub(super) cacheable: bool,
     /// What it carries.
-    pub(super) message: WireMessage,
+    message: WireMessage<'a>,
 }
 
 /// A [`Message`] on the wire (externally tagged, so the data stays raw JSON).
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) enum WireMessage {
+enum WireMessage<'a> {
     /// An event.
     Event {
-        name: String,
-        data: Box<RawValue>,
+        name: Cow<'a, str>,
+        data: Cow<'a, RawValue>,
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        user_id: Option<String>,
+        user_id: Option<Cow<'a, str>>,
     },
     /// A presence member joined.
-    MemberAdded {
-        user_id: Value,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        user_info: Option<Value>,
-    },
+    MemberAdded(Cow<'a, Member>),
     /// A presence member left.
-    MemberRemoved {
-        user_id: Value,
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        user_info: Option<Value>,
-    },
+    MemberRemoved(Cow<'a, Member>),
     /// Close the connections that receive it.
     Terminate,
 }
 
-impl Relayed {
+impl<'a> Relayed<'a> {
     /// `publication` as node `node` sends it; `None` for what does not cross nodes (watchlist
     /// and count changes are each node's own).
-    pub(super) fn of(node: &str, publication: &Publication, cacheable: bool) -> Option<Relayed> {
+    pub(super) fn of(
+        node: &'a str,
+        publication: &'a Publication,
+        cacheable: bool,
+    ) -> Option<Relayed<'a>> {
         let message = match &publication.message {
             Message::Event {
                 name,
                 data,
                 user_id,
             } => WireMessage::Event {
-                name: name.to_string(),
-                data: RawValue::from_string(data.get().to_owned()).ok()?,
-                user_id: user_id.as_deref().map(str::to_owned),
+                name: Cow::Borrowed(name),
+                data: Cow::Borrowed(data),
+                user_id: user_id.as_deref().map(Cow::Borrowed),
             },
-            Message::MemberAdded(member) => WireMessage::MemberAdded {
-                user_id: member.user_id.clone(),
-                user_info: member.user_info.clone(),
-            },
-            Message::MemberRemoved(member) => WireMessage::MemberRemoved {
-                user_id: member.user_id.clone(),
-                user_info: member.user_info.clone(),
-            },
+            Message::MemberAdded(member) => WireMessage::MemberAdded(Cow::Borrowed(member)),
+            Message::MemberRemoved(member) => WireMessage::MemberRemoved(Cow::Borrowed(member)),
             Message::Terminate => WireMessage::Terminate,
             Message::Watchlist { .. } | Message::SubscriptionCount(_) => return None,
         };
         Some(Relayed {
-            node: node.to_owned(),
-            channel: publication.channel.to_string(),
-            except: publication.except.as_ref().map(|id| id.to_string()),
+            node: Cow::Borrowed(node),
+            channel: Cow::Borrowed(&publication.channel),
+            except: publication
+                .except
+                .as_ref()
+                .map(|id| Cow::Borrowed(id.as_str())),
             cacheable,
             message,
         })
@@ -87,25 +81,25 @@ impl Relayed {
     /// The publication to deliver on this node.
     pub(super) fn into_publication(self) -> Publication {
         let except = self.except.as_deref().map(SocketId::new);
-        let member = |user_id, user_info| Arc::new(Member { user_id, user_info });
+        let channel = &self.channel;
         match self.message {
             WireMessage::Event {
                 name,
                 data,
                 user_id,
-            } => Publication::new(&self.channel, &name, data, except)
-                .from_member(user_id.map(Arc::from)),
-            WireMessage::MemberAdded { user_id, user_info } => Publication::with(
-                &self.channel,
-                Message::MemberAdded(member(user_id, user_info)),
+            } => Publication::new(channel, &name, data.into_owned(), except)
+                .from_member(user_id.as_deref().map(Arc::from)),
+            WireMessage::MemberAdded(member) => Publication::with(
+                channel,
+                Message::MemberAdded(Arc::new(member.into_owned())),
                 except,
             ),
-            WireMessage::MemberRemoved { user_id, user_info } => Publication::with(
-                &self.channel,
-                Message::MemberRemoved(member(user_id, user_info)),
+            WireMessage::MemberRemoved(member) => Publication::with(
+                channel,
+                Message::MemberRemoved(Arc::new(member.into_owned())),
                 except,
             ),
-            WireMessage::Terminate => Publication::with(&self.channel, Message::Terminate, except),
+            WireMessage::Terminate => Publication::with(channel, Message::Terminate, except),
         }
     }
 }

@@ -41,13 +41,13 @@ impl std::borrow::Borrow<str> for SocketId {
 
 /// A presence member as every protocol shows it to the others in the channel: the app's user
 /// id and what the channel callback returned about the user, never a socket id.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Member {
     /// The app's user id, a JSON string or number as the app sent it (Socket.IO clients see
     /// it as sent; the Pusher protocol turns it into text).
     pub user_id: Value,
     /// `user_info` from the channel data, if any.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_info: Option<Value>,
 }
 
