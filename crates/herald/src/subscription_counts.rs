@@ -6,6 +6,9 @@
 //! The Hub only says that a count changed ([`ChannelChange::Counted`], under the channel's
 //! lock); one task reads the count later, at most twice a second per channel (every 5 s above
 //! 100 subscribers, as Pusher does), so a burst of joins is one frame, not one per join.
+//!
+//! In a cluster the count is every node's ([`ChannelChange::ClusterCounted`], from
+//! `cluster::Occupancy`), and the node where it changed tells the subscribers of every node.
 
 use crate::config::{ApiClient, WebhookKind};
 use crate::hub::{
@@ -27,12 +30,19 @@ const QUEUE: usize = 10_000;
 
 /// The subscription-count watcher.
 pub struct SubscriptionCounts {
-    queue: mpsc::Sender<String>,
+    /// A channel whose count changed, with the cluster's count in a cluster.
+    queue: mpsc::Sender<(String, Option<usize>)>,
+    cluster: bool,
 }
 
 impl SubscriptionCounts {
     /// Starts counting if an app enables subscription counts or a webhook asks for them.
-    pub fn start(clients: &[ApiClient], hub: &Arc<Hub>) -> Option<Arc<SubscriptionCounts>> {
+    /// `cluster`: this node is one of several, and counts are the cluster's.
+    pub fn start(
+        clients: &[ApiClient],
+        hub: &Arc<Hub>,
+        cluster: bool,
+    ) -> Option<Arc<SubscriptionCounts>> {
         let told_to_clients: Vec<Space> = clients
             .iter()
             .filter(|client| client.subscription_count && client.secret.is_some())
@@ -48,32 +58,43 @@ impl SubscriptionCounts {
         let (queue, rx) = mpsc::channel(QUEUE);
         // A weak Hub: the Hub holds this watcher, so a strong one would be a cycle.
         tokio::spawn(run(rx, Arc::downgrade(hub), told_to_clients));
-        Some(Arc::new(SubscriptionCounts { queue }))
+        Some(Arc::new(SubscriptionCounts { queue, cluster }))
     }
 }
 
 impl ChannelWatcher for SubscriptionCounts {
     fn observe(&self, change: ChannelChange<'_>) {
-        let ChannelChange::Counted(channel) = change else {
-            return;
+        let (channel, cluster_count) = match change {
+            ChannelChange::Counted(channel) if !self.cluster => (channel, None),
+            ChannelChange::ClusterCounted(channel, count) if self.cluster => (channel, Some(count)),
+            _ => return,
         };
         let name = visible_name(channel);
         if name.starts_with('#') || ChannelKind::of(name) == ChannelKind::Presence {
             return;
         }
         // Full: this change is not told, but the channel's next one reads the count anew.
-        let _ = self.queue.try_send(channel.to_owned());
+        let _ = self.queue.try_send((channel.to_owned(), cluster_count));
     }
 }
 
-async fn run(mut queue: mpsc::Receiver<String>, hub: Weak<Hub>, told_to_clients: Vec<Space>) {
+async fn run(
+    mut queue: mpsc::Receiver<(String, Option<usize>)>,
+    hub: Weak<Hub>,
+    told_to_clients: Vec<Space>,
+) {
     let mut due: HashMap<String, Instant> = HashMap::new();
     let mut told: HashMap<String, usize> = HashMap::new();
+    // In a cluster: the latest count of every node, per channel waiting to be told.
+    let mut cluster_counts: HashMap<String, usize> = HashMap::new();
     loop {
         let wake = due.values().min().copied();
         tokio::select! {
             changed = queue.recv() => {
-                let Some(channel) = changed else { return };
+                let Some((channel, cluster_count)) = changed else { return };
+                if let Some(count) = cluster_count {
+                    cluster_counts.insert(channel.clone(), count);
+                }
                 let window = match told.get(&channel) {
                     Some(count) if *count > BUSY => BUSY_WINDOW,
                     _ => WINDOW,
@@ -96,8 +117,13 @@ async fn run(mut queue: mpsc::Receiver<String>, hub: Weak<Hub>, told_to_clients:
         }
         let Some(hub) = hub.upgrade() else { return };
         for channel in ready {
-            let count = hub.subscription_count(&channel);
-            if told.get(&channel).copied().unwrap_or(0) == count {
+            let (count, cluster) = match cluster_counts.remove(&channel) {
+                Some(count) => (count, true),
+                None => (hub.subscription_count(&channel), false),
+            };
+            // In a cluster, other nodes tell counts too: what this node told last may not be
+            // what the subscribers saw last.
+            if !cluster && told.get(&channel).copied().unwrap_or(0) == count {
                 continue;
             }
             match count {
@@ -110,7 +136,7 @@ async fn run(mut queue: mpsc::Receiver<String>, hub: Weak<Hub>, told_to_clients:
                     .any(|space| space.name_of(&channel).is_some())
             {
                 let message = Message::SubscriptionCount(count);
-                hub.publish(&Publication::with(&channel, message, None));
+                hub.broadcast(&Publication::with(&channel, message, None), false);
             }
             hub.observe(ChannelChange::SubscriptionCount(&channel, count));
         }

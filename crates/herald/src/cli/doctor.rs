@@ -177,25 +177,14 @@ pub(super) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// The ids of the nodes whose heartbeat (`<keyPrefix><deployment>:node:<id>`) is alive.
+/// The ids of the nodes whose heartbeat is alive, as presence's node directory sees them.
 async fn live_nodes(
     options: &config::RedisOptions,
     deployment: &str,
 ) -> anyhow::Result<Vec<String>> {
-    let client = redis_client::client(options)?;
-    let prefix = format!("{}{deployment}:node:", options.key_prefix);
-    let pattern = format!("{}*", redis_client::escape_glob(&prefix));
-    let scan = async {
-        let mut connection = client.get_multiplexed_async_connection().await?;
-        redis_client::scan_keys(&mut connection, &pattern).await
-    };
-    let keys = tokio::time::timeout(Duration::from_secs(5), scan)
-        .await
-        .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
-    let mut nodes: Vec<String> = keys
-        .iter()
-        .filter_map(|key| key.strip_prefix(&prefix).map(str::to_owned))
-        .collect();
+    use crate::presence::NodeDirectory;
+    let store = crate::presence::RedisStore::new(options, false, deployment)?;
+    let mut nodes: Vec<String> = store.all_running().await?.into_iter().collect();
     nodes.sort();
     Ok(nodes)
 }

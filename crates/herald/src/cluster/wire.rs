@@ -41,11 +41,13 @@ enum WireMessage<'a> {
     MemberRemoved(Cow<'a, Member>),
     /// Close the connections that receive it.
     Terminate,
+    /// The channel's subscription count, summed over every node.
+    SubscriptionCount(usize),
 }
 
 impl<'a> Relayed<'a> {
     /// `publication` as node `node` sends it; `None` for what does not cross nodes (watchlist
-    /// and count changes are each node's own).
+    /// changes are each node's own).
     pub(super) fn of(
         node: &'a str,
         publication: &'a Publication,
@@ -64,7 +66,8 @@ impl<'a> Relayed<'a> {
             Message::MemberAdded(member) => WireMessage::MemberAdded(Cow::Borrowed(member)),
             Message::MemberRemoved(member) => WireMessage::MemberRemoved(Cow::Borrowed(member)),
             Message::Terminate => WireMessage::Terminate,
-            Message::Watchlist { .. } | Message::SubscriptionCount(_) => return None,
+            Message::SubscriptionCount(count) => WireMessage::SubscriptionCount(*count),
+            Message::Watchlist { .. } => return None,
         };
         Some(Relayed {
             node: Cow::Borrowed(node),
@@ -100,6 +103,9 @@ impl<'a> Relayed<'a> {
                 except,
             ),
             WireMessage::Terminate => Publication::with(channel, Message::Terminate, except),
+            WireMessage::SubscriptionCount(count) => {
+                Publication::with(channel, Message::SubscriptionCount(count), except)
+            }
         }
     }
 }
@@ -137,8 +143,23 @@ mod tests {
     }
 
     #[test]
-    fn counts_and_watchlists_stay_on_their_node() {
+    fn cluster_counts_cross_and_watchlists_stay_on_their_node() {
         let count = Publication::with("c", Message::SubscriptionCount(3), None);
-        assert!(Relayed::of("n", &count, false).is_none());
+        let text = serde_json::to_string(&Relayed::of("n", &count, false).expect("crosses"))
+            .expect("json");
+        let back: Relayed = serde_json::from_str(&text).expect("parses");
+        assert!(matches!(
+            back.into_publication().message,
+            Message::SubscriptionCount(3)
+        ));
+        let watchlist = Publication::with(
+            "#watchlist-1",
+            Message::Watchlist {
+                user_id: Arc::from("2"),
+                online: true,
+            },
+            None,
+        );
+        assert!(Relayed::of("n", &watchlist, false).is_none());
     }
 }

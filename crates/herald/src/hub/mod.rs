@@ -101,6 +101,13 @@ pub enum ChannelChange<'a> {
     Counted(&'a str),
     /// The channel's subscription count, as last told to its subscribers (coalesced).
     SubscriptionCount(&'a str, usize),
+    /// In a cluster: the channel got its first subscriber on any node (told by one node).
+    ClusterOccupied(&'a str),
+    /// In a cluster: the channel lost its last subscriber on every node, and none came back
+    /// within the leave delay (told by one node).
+    ClusterVacated(&'a str),
+    /// In a cluster: the channel's subscribers on every node, after a change on this one.
+    ClusterCounted(&'a str, usize),
 }
 
 /// Told of channel changes (webhooks watch this way).

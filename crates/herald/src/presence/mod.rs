@@ -26,8 +26,8 @@ use crate::config::{Config, PresenceDriver};
 use crate::hub::{ChannelChange, Hub, Message, Publication, SocketId};
 use crate::node::NodeId;
 use serde_json::Value;
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// A socket joined: the channel's members (one per user, newest socket first) and whether
 /// this socket is its user's first in the channel (then the others hear `joining`).
@@ -85,6 +85,10 @@ pub struct Presence {
     nodes: Arc<dyn NodeDirectory>,
     hub: Arc<Hub>,
     node: NodeId,
+    /// This node's own entries, by channel and socket id: what it writes back when a shared
+    /// store lost them (Redis restarted empty, or other nodes took this one for dead). The
+    /// store stays the record of who is present; this is only this node's share of it.
+    own: Mutex<HashMap<String, HashMap<String, MemberEntry>>>,
 }
 
 impl Presence {
@@ -100,6 +104,7 @@ impl Presence {
             nodes,
             hub,
             node,
+            own: Mutex::default(),
         }
     }
 
@@ -152,6 +157,10 @@ impl Presence {
                     .unwrap_or_else(|| vec![member.clone()])
             }
         };
+        self.own()
+            .entry(channel.to_owned())
+            .or_default()
+            .insert(member.socket_id.clone(), member.clone());
         let live = self.live(channel, entries).await;
         let first_for_user = !live
             .iter()
@@ -238,6 +247,7 @@ impl Presence {
         channel: &str,
         socket_id: &SocketId,
     ) -> Result<Option<Left>, StoreError> {
+        self.forget_own(channel, socket_id.as_str());
         let Some(removed) = self.store.remove(channel, socket_id.as_str()).await? else {
             return Ok(None);
         };
@@ -276,19 +286,60 @@ impl Presence {
         Ok(cleaned)
     }
 
-    /// Whether a node of `known` stopped running without withdrawing (it died): then its
-    /// members should be removed now ([`Presence::remove_ghosts`]). `known` becomes the nodes
-    /// running now. Cheap: one scan of the heartbeats.
-    pub async fn a_node_died(&self, known: &mut HashSet<String>) -> Result<bool, StoreError> {
-        let running = self.nodes.all_running().await?;
-        let died = known.iter().any(|node| !running.contains(node));
-        *known = running;
-        Ok(died)
+    /// Says this node runs, for the next [`NODE_TTL`]; call every [`HEARTBEAT_EVERY`]. `true`
+    /// when the store did not list this node although it ran before (a Redis that restarted
+    /// empty, or a heartbeat that lapsed while Redis was out of reach, so other nodes removed
+    /// this node's members): then [`Presence::reassert`].
+    pub async fn heartbeat(&self) -> Result<bool, StoreError> {
+        self.nodes.announce(self.node.as_str()).await
     }
 
-    /// Says this node runs, for the next [`NODE_TTL`]; call every [`HEARTBEAT_EVERY`].
-    pub async fn heartbeat(&self) -> Result<(), StoreError> {
-        self.nodes.announce(self.node.as_str()).await
+    /// The nodes running now.
+    pub async fn running_nodes(&self) -> Result<HashSet<String>, StoreError> {
+        self.nodes.all_running().await
+    }
+
+    /// Writes this node's members back into the store, without telling anyone: after a Redis
+    /// that lost its data, the other nodes' clients still list them. Returns how many entries
+    /// were missing.
+    pub async fn reassert(&self) -> Result<usize, StoreError> {
+        let own: Vec<(String, MemberEntry)> = self
+            .own()
+            .iter()
+            .flat_map(|(channel, entries)| {
+                entries
+                    .values()
+                    .map(move |entry| (channel.clone(), entry.clone()))
+            })
+            .collect();
+        let mut missing = 0;
+        for (channel, entry) in own {
+            if !self
+                .hub
+                .is_subscribed(&channel, &SocketId::new(&entry.socket_id))
+            {
+                self.forget_own(&channel, &entry.socket_id);
+                continue;
+            }
+            if self.store.add(&channel, &entry).await?.is_some() {
+                missing += 1;
+            }
+        }
+        Ok(missing)
+    }
+
+    fn own(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, MemberEntry>>> {
+        self.own.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn forget_own(&self, channel: &str, socket_id: &str) {
+        let mut own = self.own();
+        if let Some(entries) = own.get_mut(channel) {
+            entries.remove(socket_id);
+            if entries.is_empty() {
+                own.remove(channel);
+            }
+        }
     }
 
     /// Says this node stopped, so others drop its entries at once rather than after the TTL.
@@ -372,9 +423,9 @@ mod tests {
     }
 
     impl NodeDirectory for Directory {
-        fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-            self.running.lock().expect("lock").insert(node.to_owned());
-            async { Ok(()) }.boxed()
+        fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+            let added = self.running.lock().expect("lock").insert(node.to_owned());
+            async move { Ok(added) }.boxed()
         }
         fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
             self.running.lock().expect("lock").remove(node);

@@ -17,8 +17,9 @@ pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 
 /// The running nodes, as the store that presence shares knows them.
 pub trait NodeDirectory: Send + Sync + 'static {
-    /// Says `node` runs for the next [`NODE_TTL`].
-    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
+    /// Says `node` runs for the next [`NODE_TTL`]. `true` if the directory did not list it
+    /// (its first heartbeat, one that lapsed, or a store that lost its data).
+    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
     /// Says `node` stopped.
     fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Which of `nodes` are running.
@@ -35,8 +36,8 @@ pub trait NodeDirectory: Send + Sync + 'static {
 pub struct ThisNodeOnly;
 
 impl NodeDirectory for ThisNodeOnly {
-    fn announce<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
-        async { Ok(()) }.boxed()
+    fn announce<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async { Ok(false) }.boxed()
     }
 
     fn withdraw<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {

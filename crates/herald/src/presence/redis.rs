@@ -36,6 +36,8 @@ pub struct RedisStore {
     publish_updates: bool,
     add_script: Script,
     remove_script: Script,
+    heartbeat_script: Script,
+    running_script: Script,
 }
 
 impl RedisStore {
@@ -54,6 +56,8 @@ impl RedisStore {
             publish_updates,
             add_script: Script::new(include_str!("redis_add.lua")),
             remove_script: Script::new(include_str!("redis_remove.lua")),
+            heartbeat_script: Script::new(include_str!("redis_heartbeat.lua")),
+            running_script: Script::new(include_str!("redis_running.lua")),
         })
     }
 
@@ -81,9 +85,9 @@ impl RedisStore {
         format!("{}presence-users:{channel}", self.namespace)
     }
 
-    /// A node's heartbeat key.
-    fn node_key(&self, node: &str) -> String {
-        format!("{}node:{node}", self.namespace)
+    /// The running nodes' heartbeats.
+    fn nodes_key(&self) -> String {
+        format!("{}nodes", self.namespace)
     }
 
     /// The `PresenceChannelUpdated` channel field as JSON, or empty when updates are off.
@@ -246,34 +250,31 @@ fn decode_entries(stored: &[String]) -> Vec<MemberEntry> {
         .collect()
 }
 
-/// Heartbeats as keys `<keyPrefix>herald:node:<id>` that expire after [`NODE_TTL`].
+/// Heartbeats in one sorted set, `<keyPrefix><deployment>:nodes`: node id → when its heartbeat
+/// lapses, on Redis's clock (`redis_heartbeat.lua`, `redis_running.lua`).
 impl NodeDirectory for RedisStore {
-    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
+    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
         async move {
-            let key = self.node_key(node);
+            let key = self.nodes_key();
             let ttl = NODE_TTL.as_millis() as u64;
-            self.command(|mut c| {
-                let key = key.clone();
-                async move {
-                    c.set_options::<_, _, ()>(
-                        key,
-                        env!("CARGO_PKG_VERSION"),
-                        redis::SetOptions::default().with_expiration(redis::SetExpiry::PX(ttl)),
-                    )
-                    .await
-                }
-            })
-            .await
+            let added: i64 = self
+                .command(|mut c| {
+                    let mut invocation = self.heartbeat_script.prepare_invoke();
+                    invocation.key(&key).arg(node).arg(ttl);
+                    async move { invocation.invoke_async(&mut c).await }
+                })
+                .await?;
+            Ok(added == 1)
         }
         .boxed()
     }
 
     fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
-            let key = self.node_key(node);
+            let key = self.nodes_key();
             self.command(|mut c| {
                 let key = key.clone();
-                async move { c.del::<_, ()>(key).await }
+                async move { c.zrem::<_, _, ()>(key, node).await }
             })
             .await
         }
@@ -285,26 +286,23 @@ impl NodeDirectory for RedisStore {
         nodes: &'a [&'a str],
     ) -> BoxFuture<'a, Result<HashSet<String>, StoreError>> {
         async move {
-            let keys: Vec<String> = nodes.iter().map(|node| self.node_key(node)).collect();
-            let beats: Vec<Option<String>> = self
-                .command(|mut c| {
-                    let keys = keys.clone();
-                    async move { redis::cmd("MGET").arg(keys).query_async(&mut c).await }
-                })
-                .await?;
-            Ok(nodes
-                .iter()
-                .zip(beats)
-                .filter(|(_, beat)| beat.is_some())
-                .map(|(node, _)| (*node).to_owned())
-                .collect())
+            let mut running = self.all_running().await?;
+            running.retain(|node| nodes.contains(&node.as_str()));
+            Ok(running)
         }
         .boxed()
     }
 
     fn all_running(&self) -> BoxFuture<'_, Result<HashSet<String>, StoreError>> {
         async move {
-            let nodes = self.names_after(&self.node_key("")).await?;
+            let key = self.nodes_key();
+            let nodes: Vec<String> = self
+                .command(|mut c| {
+                    let mut invocation = self.running_script.prepare_invoke();
+                    invocation.key(&key);
+                    async move { invocation.invoke_async(&mut c).await }
+                })
+                .await?;
             Ok(nodes.into_iter().collect())
         }
         .boxed()

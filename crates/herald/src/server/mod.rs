@@ -93,11 +93,15 @@ pub async fn run(
     };
     let hub = Arc::new(Hub::new());
     let mut watchers: Vec<Arc<dyn crate::hub::ChannelWatcher>> = Vec::new();
-    if let Some(webhooks) = crate::webhooks::Webhooks::start(&config.clients)? {
+    if let Some(webhooks) = crate::webhooks::Webhooks::start(&config.clients, config.cluster.is_some())? {
         watchers.push(webhooks);
     }
     if let Some(counts) =
-        crate::subscription_counts::SubscriptionCounts::start(&config.clients, &hub)
+        crate::subscription_counts::SubscriptionCounts::start(
+            &config.clients,
+            &hub,
+            config.cluster.is_some(),
+        )
     {
         watchers.push(counts);
     }
@@ -122,7 +126,11 @@ pub async fn run(
     }
     hub.watch(watchers);
     let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
-    let presence_upkeep = tokio::spawn(keep_presence(presence.clone(), stopped_node));
+    let presence_upkeep = tokio::spawn(keep_presence(
+        presence.clone(),
+        occupancy.clone(),
+        stopped_node,
+    ));
     let ctx = Arc::new(SocketIoContext {
         hub: hub.clone(),
         authorizer: HttpAuthorizer::new(config)?,
@@ -234,6 +242,11 @@ pub async fn run(
         .shutting_down
         .store(true, std::sync::atomic::Ordering::Relaxed);
     let deadline = tokio::time::Instant::now() + config.shutdown_timeout;
+    // 0. In a cluster, this node's channel counts stay as they are: once its heartbeat is
+    //    withdrawn (3.), the other nodes sweep them and tell the vacancies.
+    if let Some(occupancy) = &occupancy {
+        let _ = tokio::time::timeout_at(deadline, occupancy.stop()).await;
+    }
     // 1. Stop accepting; in-flight HTTP requests (publishes) finish.
     handle.graceful_shutdown(Some(config.shutdown_timeout));
     // 2. Close every Socket.IO connection properly, so clients reconnect elsewhere promptly.
@@ -261,9 +274,6 @@ pub async fn run(
     if let Ok(Err(e)) = tokio::time::timeout_at(deadline, presence.withdraw()).await {
         console::warning(&format!("Could not withdraw this node's heartbeat: {e}"));
     }
-    if let Some(occupancy) = &occupancy {
-        let _ = tokio::time::timeout_at(deadline, occupancy.withdraw()).await;
-    }
     if let Some(task) = redis_task {
         task.abort();
     }
@@ -271,15 +281,24 @@ pub async fn run(
     Ok(())
 }
 
-/// How often every stored presence channel is swept for entries of nodes that stopped without
-/// cleaning up (a crash): between sweeps they are dropped whenever their channel is used.
+/// How often every stored presence channel (and, in a cluster, every channel count) is swept
+/// for what nodes that stopped without cleaning up (a crash) left: between sweeps presence
+/// entries are dropped whenever their channel is used, and a node that dies is noticed sooner
+/// (below).
 const PRESENCE_SWEEP_EVERY: Duration = Duration::from_secs(300);
 
-/// Presence upkeep, until aborted: this node's heartbeat, and sweeps for ghosts at start and
-/// every [`PRESENCE_SWEEP_EVERY`], after withdrawing the node that ran here before. In the background: it only drops entries of sockets not
-/// connected here and of nodes not running, so it is safe beside joins, and a slow or absent
-/// store must not delay start-up.
-async fn keep_presence(presence: Arc<Presence>, stopped_node: Option<NodeId>) {
+/// This node's upkeep in the shared store, until aborted: its heartbeat every
+/// [`HEARTBEAT_EVERY`]; the members and channel counts of a node that died removed by the
+/// nodes that notice; this node's own written back if the store lost them (Redis restarted
+/// empty, or this node was out of reach long enough to be taken for dead); sweeps at start,
+/// after withdrawing the node that ran here before, and every [`PRESENCE_SWEEP_EVERY`]. In
+/// the background: it only drops what belongs to sockets not connected here and to nodes not
+/// running, so it is safe beside joins, and a slow or absent store must not delay start-up.
+async fn keep_presence(
+    presence: Arc<Presence>,
+    occupancy: Option<Arc<crate::cluster::Occupancy>>,
+    stopped_node: Option<NodeId>,
+) {
     if let Some(stopped) = stopped_node {
         // Its heartbeat may not have lapsed yet: withdraw it, so the first sweep drops its
         // entries.
@@ -290,25 +309,64 @@ async fn keep_presence(presence: Arc<Presence>, stopped_node: Option<NodeId>) {
     let mut heartbeat = tokio::time::interval(HEARTBEAT_EVERY);
     let mut sweep = tokio::time::interval(PRESENCE_SWEEP_EVERY);
     let mut first_sweep = true;
+    let mut beaten = false;
+    // The nodes running at the last heartbeat: one of them gone since has stopped or died.
     let mut known_nodes = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                if let Err(e) = presence.heartbeat().await {
-                    tracing::warn!(error = %e, "could not renew this node's presence heartbeat");
+                match presence.heartbeat().await {
+                    Ok(missing) if missing && beaten => {
+                        // What the store knew of this node is gone: compare no node with the
+                        // ones known before (those may not have beaten again yet either).
+                        known_nodes.clear();
+                        console::warning("The shared Redis store had lost this node (Redis restarted empty, or it was out of reach for 10 s): writing its presence members and channel counts back.");
+                        match presence.reassert().await {
+                            Ok(n) => tracing::info!(members = n, "presence members written back"),
+                            Err(e) => tracing::warn!(error = %e, "could not write presence members back"),
+                        }
+                        if let Some(occupancy) = &occupancy {
+                            occupancy.rewrite();
+                        }
+                        continue;
+                    }
+                    Ok(_) => beaten = true,
+                    Err(e) => {
+                        // Redis is away: when it is back, the other nodes may not have beaten
+                        // again yet, so none of them may be taken for dead on that first round.
+                        known_nodes.clear();
+                        tracing::warn!(error = %e, "could not renew this node's presence heartbeat");
+                        continue;
+                    }
                 }
-                // A node that died leaves members nobody removes: remove them now, and tell
-                // the channels' members (within 15 s of the death, docs/scaling.md).
-                match presence.a_node_died(&mut known_nodes).await {
-                    Ok(true) => match presence.remove_ghosts().await {
-                        Ok(n) => tracing::info!(channels = n, "removed the presence members of a node that died"),
-                        Err(e) => tracing::warn!(error = %e, "could not remove the members of a node that died"),
-                    },
-                    Ok(false) => {}
-                    Err(e) => tracing::warn!(error = %e, "could not list the running nodes"),
+                // A node that died leaves members and counts nobody removes: remove them now,
+                // and tell the channels' members (within 15 s of the death, docs/scaling.md).
+                let running = match presence.running_nodes().await {
+                    Ok(running) => running,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not list the running nodes");
+                        known_nodes.clear();
+                        continue;
+                    }
+                };
+                let died = known_nodes.iter().any(|node| !running.contains(node));
+                if died {
+                    match presence.remove_ghosts().await {
+                        Ok(n) => tracing::info!(channels = n, "removed the presence members of a node that stopped"),
+                        Err(e) => tracing::warn!(error = %e, "could not remove the members of a node that stopped"),
+                    }
+                    if let Some(occupancy) = &occupancy {
+                        occupancy.sweep(running.clone());
+                    }
                 }
+                known_nodes = running;
             }
             _ = sweep.tick() => {
+                if let Some(occupancy) = &occupancy
+                    && let Ok(running) = presence.running_nodes().await
+                {
+                    occupancy.sweep(running);
+                }
                 match presence.remove_ghosts().await {
                     Ok(0) => {}
                     Ok(n) if first_sweep => console::info(&format!(

@@ -3,7 +3,7 @@
 //! due together into one batch, and hands each app's webhooks their part of it.
 
 use super::delivery::Sender;
-use super::{Noted, WebhookApp, WebhookEvent};
+use super::{LEAVE_DELAY, Noted, WebhookApp, WebhookEvent};
 use crate::metrics::metrics;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -11,10 +11,6 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-
-/// How long a vacated channel or a removed member waits to be told, in case it comes back
-/// (Pusher: "up to 3 seconds").
-pub(super) const LEAVE_DELAY: Duration = Duration::from_secs(3);
 
 /// Changes that fall due within this window go out in one request.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
@@ -78,6 +74,8 @@ impl Waiting {
             return;
         }
         match &noted.event {
+            // A cluster's vacancy has waited already, and nobody came back on any node.
+            WebhookEvent::Vacated if noted.settled => self.make_due(noted, now),
             WebhookEvent::Vacated => {
                 self.vacated.insert(noted.channel, now + LEAVE_DELAY);
             }
@@ -113,6 +111,7 @@ impl Waiting {
                 over.push(Noted {
                     channel: channel.clone(),
                     event,
+                    settled: true,
                 });
             }
             keep
@@ -123,6 +122,7 @@ impl Waiting {
                 over.push(Noted {
                     channel: channel.clone(),
                     event: WebhookEvent::Vacated,
+                    settled: true,
                 });
             }
             keep
@@ -194,6 +194,7 @@ mod tests {
         Noted {
             channel: channel.to_owned(),
             event,
+            settled: false,
         }
     }
 

@@ -17,10 +17,15 @@ use crate::config::{ApiClient, WebhookKind, WebhookTarget};
 use crate::hub::{ChannelChange, ChannelWatcher, Message, Space, data_as_text, visible_name};
 use std::collections::HashSet;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Changes waiting for the dispatcher; beyond, a change is dropped (and counted).
 const QUEUE: usize = 10_000;
+
+/// How long a vacated channel or a removed member waits to be told, in case it comes back
+/// (Pusher: "up to 3 seconds").
+pub const LEAVE_DELAY: Duration = Duration::from_secs(3);
 
 /// An app with webhooks.
 #[derive(Debug)]
@@ -40,6 +45,8 @@ pub(crate) struct WebhookApp {
 pub(crate) struct Noted {
     channel: String,
     event: WebhookEvent,
+    /// Already past the leave delay (a cluster's vacancy, confirmed): told without waiting.
+    settled: bool,
 }
 
 /// The webhooks of every app: a [`ChannelWatcher`] for the Hub.
@@ -47,12 +54,15 @@ pub struct Webhooks {
     queue: mpsc::Sender<Noted>,
     /// The kinds at least one webhook wants: the rest are not even queued.
     wanted: HashSet<WebhookKind>,
+    /// In a cluster, channels are occupied and vacated for the whole cluster
+    /// ([`ChannelChange::ClusterOccupied`]), not per node.
+    cluster: bool,
 }
 
 impl Webhooks {
     /// Starts the dispatcher for the apps with webhooks; `None` when no app has one (then
-    /// nothing watches the Hub, and nothing is spent).
-    pub fn start(clients: &[ApiClient]) -> anyhow::Result<Option<Arc<Webhooks>>> {
+    /// nothing watches the Hub, and nothing is spent). `cluster`: this node is one of several.
+    pub fn start(clients: &[ApiClient], cluster: bool) -> anyhow::Result<Option<Arc<Webhooks>>> {
         let apps: Vec<WebhookApp> = clients
             .iter()
             .filter(|client| !client.webhooks.is_empty())
@@ -75,10 +85,18 @@ impl Webhooks {
         let sender = delivery::Sender::new()?;
         let (queue, rx) = mpsc::channel(QUEUE);
         tokio::spawn(dispatcher::run(rx, apps, sender));
-        Ok(Some(Arc::new(Webhooks { queue, wanted })))
+        Ok(Some(Arc::new(Webhooks {
+            queue,
+            wanted,
+            cluster,
+        })))
     }
 
     fn note(&self, channel: &str, event: WebhookEvent) {
+        self.note_as(channel, event, false);
+    }
+
+    fn note_as(&self, channel: &str, event: WebhookEvent, settled: bool) {
         // `#`-channels are the server's own (users, watchlists): nothing an app is told of.
         if !self.wanted.contains(&event.kind()) || visible_name(channel).starts_with('#') {
             return;
@@ -86,6 +104,7 @@ impl Webhooks {
         let noted = Noted {
             channel: channel.to_owned(),
             event,
+            settled,
         };
         if self.queue.try_send(noted).is_err() {
             crate::metrics::metrics().webhook_events_dropped.inc();
@@ -97,6 +116,13 @@ impl Webhooks {
 impl ChannelWatcher for Webhooks {
     fn observe(&self, change: ChannelChange<'_>) {
         match change {
+            // In a cluster, told for the whole cluster instead (below).
+            ChannelChange::Occupied(_) | ChannelChange::Vacated(_) if self.cluster => {}
+            ChannelChange::ClusterOccupied(channel) => self.note(channel, WebhookEvent::Occupied),
+            ChannelChange::ClusterVacated(channel) => {
+                self.note_as(channel, WebhookEvent::Vacated, true)
+            }
+            ChannelChange::ClusterCounted(..) => {}
             ChannelChange::Occupied(channel) => self.note(channel, WebhookEvent::Occupied),
             ChannelChange::CacheMiss(channel) => self.note(channel, WebhookEvent::CacheMiss),
             ChannelChange::SubscriptionCount(channel, count) => {
