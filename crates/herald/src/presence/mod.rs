@@ -17,7 +17,7 @@ mod store;
 
 pub use member::{MemberEntry, decode_members, dedupe_by_user, same_user};
 pub use memory::MemoryStore;
-pub use nodes::{HEARTBEAT_EVERY, NODE_TTL, NodeDirectory, ThisNodeOnly};
+pub use nodes::{Beat, HEARTBEAT_EVERY, NODE_TTL, NodeDirectory, ThisNodeOnly};
 pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 pub use store::{PresenceStore, Removed, StoreError};
@@ -286,11 +286,12 @@ impl Presence {
         Ok(cleaned)
     }
 
-    /// Says this node runs, for the next [`NODE_TTL`]; call every [`HEARTBEAT_EVERY`]. `true`
-    /// when the store did not list this node although it ran before (a Redis that restarted
+    /// Says this node runs, for the next [`NODE_TTL`]; call every [`HEARTBEAT_EVERY`]. The
+    /// store may not have listed this node although it ran before (a Redis that restarted
     /// empty, or a heartbeat that lapsed while Redis was out of reach, so other nodes removed
-    /// this node's members): then [`Presence::reassert`].
-    pub async fn heartbeat(&self) -> Result<bool, StoreError> {
+    /// this node's members): then [`Presence::reassert`]. Nodes that stopped or died are
+    /// named to one heartbeat only: then [`Presence::remove_ghosts`].
+    pub async fn heartbeat(&self) -> Result<Beat, StoreError> {
         self.nodes.announce(self.node.as_str()).await
     }
 
@@ -423,9 +424,15 @@ mod tests {
     }
 
     impl NodeDirectory for Directory {
-        fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-            let added = self.running.lock().expect("lock").insert(node.to_owned());
-            async move { Ok(added) }.boxed()
+        fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Beat, StoreError>> {
+            let missing = self.running.lock().expect("lock").insert(node.to_owned());
+            async move {
+                Ok(Beat {
+                    missing,
+                    lapsed: Vec::new(),
+                })
+            }
+            .boxed()
         }
         fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
             self.running.lock().expect("lock").remove(node);

@@ -15,12 +15,22 @@ pub const NODE_TTL: Duration = Duration::from_secs(10);
 /// [`NODE_TTL`] lapses.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(3);
 
+/// What a heartbeat learnt.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Beat {
+    /// The directory did not list this node (its first heartbeat, one that lapsed, or a store
+    /// that lost its data).
+    pub missing: bool,
+    /// Nodes whose heartbeat lapsed (they died) or that stopped, taken out of the directory by
+    /// this heartbeat: this node alone heard of them, and cleans up after them.
+    pub lapsed: Vec<String>,
+}
+
 /// The running nodes, as the store that presence shares knows them.
 pub trait NodeDirectory: Send + Sync + 'static {
-    /// Says `node` runs for the next [`NODE_TTL`]. `true` if the directory did not list it
-    /// (its first heartbeat, one that lapsed, or a store that lost its data).
-    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>>;
-    /// Says `node` stopped.
+    /// Says `node` runs for the next [`NODE_TTL`].
+    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Beat, StoreError>>;
+    /// Says `node` stopped (the next heartbeat of another node hears of it).
     fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>>;
     /// Which of `nodes` are running.
     fn running<'a>(
@@ -36,8 +46,8 @@ pub trait NodeDirectory: Send + Sync + 'static {
 pub struct ThisNodeOnly;
 
 impl NodeDirectory for ThisNodeOnly {
-    fn announce<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
-        async { Ok(false) }.boxed()
+    fn announce<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<Beat, StoreError>> {
+        async { Ok(Beat::default()) }.boxed()
     }
 
     fn withdraw<'a>(&'a self, _node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {

@@ -9,7 +9,7 @@
 //!
 //! `publishPresence` still publishes the whole list to `PresenceChannelUpdated` on each change.
 
-use super::nodes::{NODE_TTL, NodeDirectory};
+use super::nodes::{Beat, NODE_TTL, NodeDirectory};
 use super::{MemberEntry, PresenceStore, Removed, StoreError};
 use crate::config::RedisOptions;
 use crate::redis_client;
@@ -253,28 +253,42 @@ fn decode_entries(stored: &[String]) -> Vec<MemberEntry> {
 /// Heartbeats in one sorted set, `<keyPrefix><deployment>:nodes`: node id → when its heartbeat
 /// lapses, on Redis's clock (`redis_heartbeat.lua`, `redis_running.lua`).
 impl NodeDirectory for RedisStore {
-    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<bool, StoreError>> {
+    fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Beat, StoreError>> {
         async move {
             let key = self.nodes_key();
             let ttl = NODE_TTL.as_millis() as u64;
-            let added: i64 = self
+            let mut reply: Vec<String> = self
                 .command(|mut c| {
                     let mut invocation = self.heartbeat_script.prepare_invoke();
                     invocation.key(&key).arg(node).arg(ttl);
                     async move { invocation.invoke_async(&mut c).await }
                 })
                 .await?;
-            Ok(added == 1)
+            let lapsed = reply.split_off(1.min(reply.len()));
+            Ok(Beat {
+                missing: reply.first().is_some_and(|missing| missing == "1"),
+                lapsed,
+            })
         }
         .boxed()
     }
 
+    /// Lapses the node's heartbeat at once (score 0) rather than removing it: the next
+    /// heartbeat of another node then hears that it stopped, and cleans up after it.
     fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let key = self.nodes_key();
             self.command(|mut c| {
                 let key = key.clone();
-                async move { c.zrem::<_, _, ()>(key, node).await }
+                async move {
+                    redis::cmd("ZADD")
+                        .arg(key)
+                        .arg("XX")
+                        .arg(0)
+                        .arg(node)
+                        .query_async::<()>(&mut c)
+                        .await
+                }
             })
             .await
         }

@@ -310,56 +310,46 @@ async fn keep_presence(
     let mut sweep = tokio::time::interval(PRESENCE_SWEEP_EVERY);
     let mut first_sweep = true;
     let mut beaten = false;
-    // The nodes running at the last heartbeat: one of them gone since has stopped or died.
-    let mut known_nodes = std::collections::HashSet::new();
     loop {
         tokio::select! {
             _ = heartbeat.tick() => {
-                match presence.heartbeat().await {
-                    Ok(missing) if missing && beaten => {
-                        // What the store knew of this node is gone: compare no node with the
-                        // ones known before (those may not have beaten again yet either).
-                        known_nodes.clear();
-                        console::warning("The shared Redis store had lost this node (Redis restarted empty, or it was out of reach for 10 s): writing its presence members and channel counts back.");
-                        match presence.reassert().await {
-                            Ok(n) => tracing::info!(members = n, "presence members written back"),
-                            Err(e) => tracing::warn!(error = %e, "could not write presence members back"),
-                        }
-                        if let Some(occupancy) = &occupancy {
-                            occupancy.rewrite();
-                        }
-                        continue;
-                    }
-                    Ok(_) => beaten = true,
+                let beat = match presence.heartbeat().await {
+                    Ok(beat) => beat,
                     Err(e) => {
-                        // Redis is away: when it is back, the other nodes may not have beaten
-                        // again yet, so none of them may be taken for dead on that first round.
-                        known_nodes.clear();
                         tracing::warn!(error = %e, "could not renew this node's presence heartbeat");
                         continue;
                     }
-                }
-                // A node that died leaves members and counts nobody removes: remove them now,
-                // and tell the channels' members (within 15 s of the death, docs/scaling.md).
-                let running = match presence.running_nodes().await {
-                    Ok(running) => running,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "could not list the running nodes");
-                        known_nodes.clear();
-                        continue;
-                    }
                 };
-                let died = known_nodes.iter().any(|node| !running.contains(node));
-                if died {
-                    match presence.remove_ghosts().await {
-                        Ok(n) => tracing::info!(channels = n, "removed the presence members of a node that stopped"),
-                        Err(e) => tracing::warn!(error = %e, "could not remove the members of a node that stopped"),
+                if beat.missing && beaten {
+                    // The store lost this node. The nodes it names as lapsed lapsed the same way
+                    // (a Redis that was away, a partition) and are likely running: leave them be.
+                    console::warning("The shared Redis store had lost this node (Redis restarted empty, or it was out of reach for 10 s): writing its presence members and channel counts back.");
+                    match presence.reassert().await {
+                        Ok(n) => tracing::info!(members = n, "presence members written back"),
+                        Err(e) => tracing::warn!(error = %e, "could not write presence members back"),
                     }
                     if let Some(occupancy) = &occupancy {
-                        occupancy.sweep(running.clone());
+                        occupancy.rewrite();
+                    }
+                    continue;
+                }
+                beaten = true;
+                if beat.lapsed.is_empty() {
+                    continue;
+                }
+                // Nodes that stopped or died leave members and counts nobody else removes: this
+                // heartbeat alone heard of them, so this node removes them now and tells the
+                // channels' members (within 15 s of a death, docs/scaling.md).
+                match presence.remove_ghosts().await {
+                    Ok(n) => tracing::info!(nodes = ?beat.lapsed, channels = n, "removed the presence members of nodes that stopped"),
+                    Err(e) => tracing::warn!(error = %e, "could not remove the members of nodes that stopped"),
+                }
+                if let Some(occupancy) = &occupancy {
+                    match presence.running_nodes().await {
+                        Ok(running) => occupancy.sweep(running),
+                        Err(e) => tracing::warn!(error = %e, "could not list the running nodes"),
                     }
                 }
-                known_nodes = running;
             }
             _ = sweep.tick() => {
                 if let Some(occupancy) = &occupancy
