@@ -133,12 +133,18 @@ pub(super) fn run(args: DoctorArgs) -> anyhow::Result<ExitCode> {
             .cluster
             .as_ref()
             .map_or("herald", |cluster| &cluster.prefix);
-        match runtime.block_on(live_nodes(options, deployment)) {
+        let shared = loaded.config.shared_redis();
+        let on = if shared == options {
+            "this Redis".to_owned()
+        } else {
+            format!("the cluster's Redis at {}", redis_client::describe(shared))
+        };
+        match runtime.block_on(live_nodes(shared, deployment)) {
             Ok(nodes) if nodes.is_empty() => console::info(&format!(
-                "Herald nodes running on this Redis ({deployment}): none"
+                "Herald nodes running on {on} ({deployment}): none"
             )),
             Ok(nodes) => console::info(&format!(
-                "Herald nodes running on this Redis ({deployment}): {} — {}",
+                "Herald nodes running on {on} ({deployment}): {} — {}",
                 nodes.len(),
                 nodes.join(", ")
             )),

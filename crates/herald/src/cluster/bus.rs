@@ -75,32 +75,42 @@ async fn send(mut queue: mpsc::Receiver<Vec<u8>>, client: redis::Client, channel
     let mut connection: Option<redis::aio::MultiplexedConnection> = None;
     let mut down_since: Option<tokio::time::Instant> = None;
     while let Some(payload) = queue.recv().await {
-        if connection.is_none() {
-            let attempt = client.get_multiplexed_async_connection();
-            connection = match tokio::time::timeout(REDIS_TIMEOUT, attempt).await {
-                Ok(Ok(connection)) => Some(connection),
-                _ => None,
-            };
-        }
-        let sent = match connection.as_mut() {
-            Some(connection) => {
-                let mut command = redis::cmd("PUBLISH");
-                command.arg(&channel).arg(payload);
-                let publish = command.query_async::<i64>(connection);
-                matches!(
-                    tokio::time::timeout(REDIS_TIMEOUT, publish).await,
-                    Ok(Ok(_))
-                )
+        // A connection kept from before may have broken meanwhile (Redis restarted, a
+        // partition healed): then this message is sent again on a new one.
+        let mut sent = false;
+        for _ in 0..2 {
+            let reused = connection.is_some();
+            if connection.is_none() {
+                let attempt = client.get_multiplexed_async_connection();
+                connection = tokio::time::timeout(REDIS_TIMEOUT, attempt)
+                    .await
+                    .ok()
+                    .and_then(Result::ok);
             }
-            None => false,
-        };
+            let Some(open) = connection.as_mut() else {
+                break;
+            };
+            let mut command = redis::cmd("PUBLISH");
+            command.arg(&channel).arg(&payload);
+            let publish = command.query_async::<i64>(open);
+            sent = matches!(
+                tokio::time::timeout(REDIS_TIMEOUT, publish).await,
+                Ok(Ok(_))
+            );
+            if sent {
+                break;
+            }
+            connection = None;
+            if !reused {
+                break;
+            }
+        }
         if sent {
             if down_since.take().is_some() {
                 console::success("Cluster bus: publishing to Redis again.");
             }
             continue;
         }
-        connection = None;
         metrics().cluster_relay_dropped.inc();
         if down_since.is_none_or(|since| since.elapsed() > Duration::from_secs(60)) {
             down_since = Some(tokio::time::Instant::now());

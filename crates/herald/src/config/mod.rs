@@ -95,6 +95,10 @@ pub struct ClusterOptions {
     pub prefix: String,
     /// This node's id (`cluster.nodeId`); a random one per start when absent.
     pub node_id: Option<crate::node::NodeId>,
+    /// Where the cluster lives (`cluster.redis`): the bus, node heartbeats, presence members
+    /// and channel counts; `databaseConfig.redis` when absent, which stays Laravel's (the event
+    /// source).
+    pub redis: Option<RedisOptions>,
 }
 
 /// Herald's `limits` object: every bound in one place, with safe defaults.
@@ -244,6 +248,15 @@ pub struct RedisSourceOptions {
 const LEGACY_KEYS: &[&str] = &["appKey", "referrers", "verifyAuthPath", "verifyAuthServer"];
 
 impl Config {
+    /// The Redis the nodes of a cluster share (`cluster.redis`, else `databaseConfig.redis`):
+    /// presence members, heartbeats, the bus and channel counts live there.
+    pub fn shared_redis(&self) -> &RedisOptions {
+        self.cluster
+            .as_ref()
+            .and_then(|cluster| cluster.redis.as_ref())
+            .unwrap_or(&self.redis)
+    }
+
     /// Validates the merged options. Warnings (unknown keys) come back beside the config.
     pub fn from_merged(options: &Value) -> Result<(Config, Vec<String>), Vec<ConfigError>> {
         let mut warnings = unknown_key_warnings(options);
@@ -260,7 +273,7 @@ impl Config {
             "memory" => PresenceDriver::Memory,
             _ => PresenceDriver::Redis,
         };
-        let redis = read_redis(&mut r, &mut warnings);
+        let redis = read_redis(&mut r, "databaseConfig.redis", &mut warnings);
         let sqlite_path = r.string(
             "databaseConfig.sqlite.databasePath",
             "/database/laravel-echo-server.sqlite",
@@ -356,7 +369,7 @@ impl Config {
             ) as usize,
             max_queue_bytes: r.u64("limits.maxQueueBytes", 1_048_576, "a number of bytes") as usize,
         };
-        let cluster = read_cluster(&mut r, database);
+        let cluster = read_cluster(&mut r, database, &mut warnings);
         let errors = r.into_errors();
         if !errors.is_empty() {
             return Err(errors);
@@ -420,8 +433,13 @@ fn unknown_key_warnings(options: &Value) -> Vec<String> {
         .collect()
 }
 
-/// `cluster`: `{"driver": "redis", "prefix"?}`; a cluster needs the shared Redis presence store.
-fn read_cluster(r: &mut Reader<'_>, database: PresenceDriver) -> Option<ClusterOptions> {
+/// `cluster`: `{"driver": "redis", "prefix"?, "nodeId"?, "redis"?}`; a cluster needs the
+/// shared Redis presence store.
+fn read_cluster(
+    r: &mut Reader<'_>,
+    database: PresenceDriver,
+    warnings: &mut Vec<String>,
+) -> Option<ClusterOptions> {
     match r.get("cluster") {
         None | Some(Value::Null) => return None,
         Some(Value::Object(_)) => {}
@@ -474,7 +492,23 @@ fn read_cluster(r: &mut Reader<'_>, database: PresenceDriver) -> Option<ClusterO
             }
         },
     };
-    Some(ClusterOptions { prefix, node_id })
+    let redis = match r.get("cluster.redis") {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(_)) => Some(read_redis(r, "cluster.redis", warnings)),
+        Some(other) => {
+            r.fail(
+                "cluster.redis",
+                other,
+                "an object like databaseConfig.redis: {\"host\": …, \"port\": …}",
+            );
+            return None;
+        }
+    };
+    Some(ClusterOptions {
+        prefix,
+        node_id,
+        redis,
+    })
 }
 
 fn read_auth_hosts(r: &mut Reader<'_>) -> Vec<String> {
@@ -545,44 +579,42 @@ fn read_port(r: &mut Reader<'_>) -> u16 {
     }
 }
 
-fn read_redis(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> RedisOptions {
+/// The Redis connection under `base` (`databaseConfig.redis`, or `cluster.redis`).
+fn read_redis(r: &mut Reader<'_>, base: &str, warnings: &mut Vec<String>) -> RedisOptions {
     for unsupported in ["sentinels", "name", "sentinelPassword", "path"] {
-        if r.get(&format!("databaseConfig.redis.{unsupported}"))
-            .is_some()
-        {
+        if r.get(&format!("{base}.{unsupported}")).is_some() {
             warnings.push(format!(
-                "config key `databaseConfig.redis.{unsupported}` is not supported by Herald yet and is ignored; connect to host and port directly"
+                "config key `{base}.{unsupported}` is not supported by Herald yet and is ignored; connect to host and port directly"
             ));
         }
     }
-    let port = r.u64("databaseConfig.redis.port", 6379, "a TCP port number");
+    let port = r.u64(&format!("{base}.port"), 6379, "a TCP port number");
     let port = u16::try_from(port).unwrap_or_else(|_| {
         r.fail(
-            "databaseConfig.redis.port",
+            &format!("{base}.port"),
             &Value::from(port),
             "a TCP port number",
         );
         6379
     });
-    let tls = read_redis_tls(r, warnings);
+    let tls = read_redis_tls(r, &format!("{base}.tls"), warnings);
     RedisOptions {
-        host: r.string("databaseConfig.redis.host", "127.0.0.1"),
+        host: r.string(&format!("{base}.host"), "127.0.0.1"),
         port,
         username: r
-            .opt_string("databaseConfig.redis.username")
+            .opt_string(&format!("{base}.username"))
             .filter(|s| !s.is_empty()),
         password: r
-            .opt_string("databaseConfig.redis.password")
+            .opt_string(&format!("{base}.password"))
             .filter(|s| !s.is_empty()),
-        db: r.u64("databaseConfig.redis.db", 0, "a database number"),
-        key_prefix: r.string("databaseConfig.redis.keyPrefix", ""),
+        db: r.u64(&format!("{base}.db"), 0, "a database number"),
+        key_prefix: r.string(&format!("{base}.keyPrefix"), ""),
         tls,
     }
 }
 
-fn read_redis_tls(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<RedisTls> {
-    const KEY: &str = "databaseConfig.redis.tls";
-    match r.get(KEY) {
+fn read_redis_tls(r: &mut Reader<'_>, key: &str, warnings: &mut Vec<String>) -> Option<RedisTls> {
+    match r.get(key) {
         None | Some(Value::Bool(false)) => None,
         Some(Value::Bool(true)) => Some(RedisTls {
             ca_pem: None,
@@ -592,7 +624,7 @@ fn read_redis_tls(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<Redi
             for key in map.keys() {
                 if !matches!(key.as_str(), "ca" | "rejectUnauthorized" | "servername") {
                     warnings.push(format!(
-                        "config key `{KEY}.{key}` is not supported by Herald and is ignored"
+                        "config key `{key}.{key}` is not supported by Herald and is ignored"
                     ));
                 }
             }
@@ -603,7 +635,7 @@ fn read_redis_tls(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<Redi
                     Ok(pem) => Some(pem),
                     Err(e) => {
                         r.fail(
-                            &format!("{KEY}.ca"),
+                            &format!("{key}.ca"),
                             &Value::String(path.clone()),
                             &format!("PEM text or a readable PEM file ({e})"),
                         );
@@ -611,16 +643,16 @@ fn read_redis_tls(r: &mut Reader<'_>, warnings: &mut Vec<String>) -> Option<Redi
                     }
                 },
                 Some(other) => {
-                    r.fail(&format!("{KEY}.ca"), other, "PEM text or a PEM file path");
+                    r.fail(&format!("{key}.ca"), other, "PEM text or a PEM file path");
                     None
                 }
             };
-            let verify = r.bool(&format!("{KEY}.rejectUnauthorized"), true);
+            let verify = r.bool(&format!("{key}.rejectUnauthorized"), true);
             Some(RedisTls { ca_pem, verify })
         }
         Some(other) => {
             r.fail(
-                KEY,
+                key,
                 other,
                 "true, false or {\"ca\": …, \"rejectUnauthorized\": …}",
             );
@@ -781,6 +813,7 @@ mod tests {
             Some(ClusterOptions {
                 prefix: "herald".into(),
                 node_id: None,
+                redis: None,
             })
         );
         let (c, _) = Config::from_merged(&merged(
@@ -815,6 +848,40 @@ mod tests {
         assert_eq!(
             keys(json!({"cluster": {"driver": "redis"}, "database": "sqlite"})),
             vec!["database"]
+        );
+        assert_eq!(
+            keys(json!({"cluster": {"driver": "redis", "redis": "10.0.0.5"}})),
+            vec!["cluster.redis"]
+        );
+        assert_eq!(
+            keys(json!({"cluster": {"driver": "redis", "redis": {"port": 70000}}})),
+            vec!["cluster.redis.port"]
+        );
+    }
+
+    #[test]
+    fn cluster_redis_overrides_where_the_nodes_meet_not_where_laravel_publishes() {
+        let (c, _) =
+            Config::from_merged(&merged(json!({"cluster": {"driver": "redis"}}))).expect("valid");
+        assert_eq!(c.shared_redis(), &c.redis);
+        let (c, _) = Config::from_merged(&merged(json!({
+            "databaseConfig": {"redis": {"port": 6379, "keyPrefix": "laravel_"}},
+            "cluster": {"driver": "redis", "redis": {"host": "10.0.0.5", "port": 6380, "db": 2}}
+        })))
+        .expect("valid");
+        let shared = c.shared_redis();
+        assert_eq!(
+            (
+                shared.host.as_str(),
+                shared.port,
+                shared.db,
+                shared.key_prefix.as_str()
+            ),
+            ("10.0.0.5", 6380, 2, "")
+        );
+        assert_eq!(
+            (c.redis.port, c.redis.key_prefix.as_str()),
+            (6379, "laravel_")
         );
     }
 

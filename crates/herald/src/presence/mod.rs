@@ -116,7 +116,7 @@ impl Presence {
             PresenceDriver::Redis => {
                 let deployment = config.cluster.as_ref().map_or("herald", |c| &c.prefix);
                 let store = Arc::new(RedisStore::new(
-                    &config.redis,
+                    config.shared_redis(),
                     config.publish_presence,
                     deployment,
                 )?);
@@ -300,10 +300,11 @@ impl Presence {
         self.nodes.all_running().await
     }
 
-    /// Writes this node's members back into the store, without telling anyone: after a Redis
-    /// that lost its data, the other nodes' clients still list them. Returns how many entries
-    /// were missing.
-    pub async fn reassert(&self) -> Result<usize, StoreError> {
+    /// Writes this node's members back into the store. `announce`: the other nodes' clients
+    /// heard them leave (this node was taken for dead), so a user back in a channel is
+    /// announced again; otherwise (a Redis that lost its data) they still list them and hear
+    /// nothing. Returns how many entries were missing.
+    pub async fn reassert(&self, announce: bool) -> Result<usize, StoreError> {
         let own: Vec<(String, MemberEntry)> = self
             .own()
             .iter()
@@ -322,8 +323,25 @@ impl Presence {
                 self.forget_own(&channel, &entry.socket_id);
                 continue;
             }
-            if self.store.add(&channel, &entry).await?.is_some() {
-                missing += 1;
+            let Some(entries) = self.store.add(&channel, &entry).await? else {
+                continue;
+            };
+            missing += 1;
+            let others_of_user = entries
+                .iter()
+                .any(|e| e.socket_id != entry.socket_id && same_user(&e.user_id, &entry.user_id));
+            if announce && !others_of_user {
+                let member = Arc::new(entry.public());
+                self.hub
+                    .observe(ChannelChange::MemberAdded(&channel, &member));
+                self.hub.broadcast(
+                    &Publication::with(
+                        &channel,
+                        Message::MemberAdded(member),
+                        Some(SocketId::new(&entry.socket_id)),
+                    ),
+                    false,
+                );
             }
         }
         Ok(missing)
@@ -429,6 +447,7 @@ mod tests {
             async move {
                 Ok(Beat {
                     missing,
+                    swept: false,
                     lapsed: Vec::new(),
                 })
             }

@@ -21,6 +21,9 @@ pub struct Beat {
     /// The directory did not list this node (its first heartbeat, one that lapsed, or a store
     /// that lost its data).
     pub missing: bool,
+    /// Of `missing`: another node had taken this one for dead and removed its members (a
+    /// partition), so the other nodes' clients heard them leave.
+    pub swept: bool,
     /// Nodes whose heartbeat lapsed (they died) or that stopped, taken out of the directory by
     /// this heartbeat: this node alone heard of them, and cleans up after them.
     pub lapsed: Vec<String>,

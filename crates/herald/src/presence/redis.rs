@@ -23,6 +23,10 @@ use tokio::sync::OnceCell;
 /// Where entry hashes start, after the key prefix.
 const ENTRIES: &str = "presence:";
 
+/// How long a lapsed node's tombstone says "its members were removed", for it to find if it
+/// comes back (a partition).
+const TOMBSTONE: Duration = Duration::from_secs(24 * 3600);
+
 /// Longest a store command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(2);
 
@@ -256,17 +260,24 @@ impl NodeDirectory for RedisStore {
     fn announce<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<Beat, StoreError>> {
         async move {
             let key = self.nodes_key();
+            let tombstones = format!("{}lapsed:", self.namespace);
             let ttl = NODE_TTL.as_millis() as u64;
             let mut reply: Vec<String> = self
                 .command(|mut c| {
                     let mut invocation = self.heartbeat_script.prepare_invoke();
-                    invocation.key(&key).arg(node).arg(ttl);
+                    invocation.key(&key).key(&tombstones);
+                    invocation
+                        .arg(node)
+                        .arg(ttl)
+                        .arg(TOMBSTONE.as_millis() as u64);
                     async move { invocation.invoke_async(&mut c).await }
                 })
                 .await?;
             let lapsed = reply.split_off(1.min(reply.len()));
+            let state = reply.first().map_or("0", String::as_str);
             Ok(Beat {
-                missing: reply.first().is_some_and(|missing| missing == "1"),
+                missing: state != "0",
+                swept: state == "2",
                 lapsed,
             })
         }

@@ -93,22 +93,22 @@ pub async fn run(
     };
     let hub = Arc::new(Hub::new());
     let mut watchers: Vec<Arc<dyn crate::hub::ChannelWatcher>> = Vec::new();
-    if let Some(webhooks) = crate::webhooks::Webhooks::start(&config.clients, config.cluster.is_some())? {
+    if let Some(webhooks) =
+        crate::webhooks::Webhooks::start(&config.clients, config.cluster.is_some())?
+    {
         watchers.push(webhooks);
     }
-    if let Some(counts) =
-        crate::subscription_counts::SubscriptionCounts::start(
-            &config.clients,
-            &hub,
-            config.cluster.is_some(),
-        )
-    {
+    if let Some(counts) = crate::subscription_counts::SubscriptionCounts::start(
+        &config.clients,
+        &hub,
+        config.cluster.is_some(),
+    ) {
         watchers.push(counts);
     }
     let mut occupancy = None;
     if let Some(cluster) = &config.cluster {
         let bus = crate::cluster::ClusterBus::start(
-            &config.redis,
+            config.shared_redis(),
             &cluster.prefix,
             node.clone(),
             Arc::downgrade(&hub),
@@ -116,7 +116,7 @@ pub async fn run(
         )?;
         hub.relay_to(Arc::new(bus));
         let counts = crate::cluster::Occupancy::start(
-            &config.redis,
+            config.shared_redis(),
             &cluster.prefix,
             node.clone(),
             Arc::downgrade(&hub),
@@ -299,10 +299,10 @@ async fn keep_presence(
     occupancy: Option<Arc<crate::cluster::Occupancy>>,
     stopped_node: Option<NodeId>,
 ) {
-    if let Some(stopped) = stopped_node {
-        // Its heartbeat may not have lapsed yet: withdraw it, so the first sweep drops its
+    if let Some(stopped) = &stopped_node {
+        // Its heartbeat may not have lapsed yet: withdraw it, so the first heartbeat drops its
         // entries.
-        if let Err(e) = presence.withdraw_node(&stopped).await {
+        if let Err(e) = presence.withdraw_node(stopped).await {
             tracing::warn!(error = %e, "could not withdraw the previous run's heartbeat");
         }
     }
@@ -322,9 +322,13 @@ async fn keep_presence(
                 };
                 if beat.missing && beaten {
                     // The store lost this node. The nodes it names as lapsed lapsed the same way
-                    // (a Redis that was away, a partition) and are likely running: leave them be.
-                    console::warning("The shared Redis store had lost this node (Redis restarted empty, or it was out of reach for 10 s): writing its presence members and channel counts back.");
-                    match presence.reassert().await {
+                    // (a Redis that was away) and are likely running: leave them be.
+                    console::warning(if beat.swept {
+                        "This node was out of reach of Redis for more than 10 s and the other nodes took it for dead: writing its presence members (announced again) and channel counts back."
+                    } else {
+                        "Redis had lost this node's data (it restarted empty): writing its presence members and channel counts back."
+                    });
+                    match presence.reassert(beat.swept).await {
                         Ok(n) => tracing::info!(members = n, "presence members written back"),
                         Err(e) => tracing::warn!(error = %e, "could not write presence members back"),
                     }
@@ -340,7 +344,13 @@ async fn keep_presence(
                 // Nodes that stopped or died leave members and counts nobody else removes: this
                 // heartbeat alone heard of them, so this node removes them now and tells the
                 // channels' members (within 15 s of a death, docs/scaling.md).
+                let previous_run = stopped_node
+                    .as_ref()
+                    .is_some_and(|stopped| beat.lapsed.iter().any(|node| node == stopped.as_str()));
                 match presence.remove_ghosts().await {
+                    Ok(n) if n > 0 && previous_run => console::info(&format!(
+                        "Removed presence members left by a previous run from {n} channel(s)."
+                    )),
                     Ok(n) => tracing::info!(nodes = ?beat.lapsed, channels = n, "removed the presence members of nodes that stopped"),
                     Err(e) => tracing::warn!(error = %e, "could not remove the members of nodes that stopped"),
                 }
