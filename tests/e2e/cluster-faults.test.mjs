@@ -224,3 +224,25 @@ test('cluster.redis: the nodes meet on a Redis of their own, while Laravel publi
     await clusterRedis.stop();
   }
 });
+
+test('the last node of a cluster to stop leaves nothing in Redis', async () => {
+  const redis = await startRedis();
+  const nodes = [await startHerald({ config: config(redis.port) }), await startHerald({ config: config(redis.port) })];
+  const clients = [await connectEcho(nodes[0].url, asUser(51)), await connectEcho(nodes[1].url, asUser(52))];
+  try {
+    for (const client of clients) {
+      client.echo.join('closing-time');
+      client.echo.channel('last-orders');
+    }
+    await waitUntil(async () => (await nodes[0].api(`/apps/${API.appId}/channels/last-orders?auth_key=${API.key}`)).json?.subscription_count === 2, { what: 'both counted' });
+    assert.notEqual(await redis.cli('KEYS', 'herald:*'), '');
+    await nodes[0].stop();
+    await waitUntil(async () => (await nodes[1].api(`/apps/${API.appId}/channels/last-orders?auth_key=${API.key}`)).json?.subscription_count === 1, { what: 'the stopped node swept by the other', timeoutMs: 8000 });
+    await nodes[1].stop();
+    assert.equal(await redis.cli('KEYS', 'herald:*'), '', 'no member, count, heartbeat or mark left behind');
+  } finally {
+    clients.forEach((c) => c.close());
+    for (const node of nodes) await node.stop();
+    await redis.stop();
+  }
+});

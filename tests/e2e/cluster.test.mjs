@@ -241,3 +241,16 @@ test('a cluster needs the shared Redis presence store: another database is a cle
   assert.notEqual(result.code, 0);
   assert.match(result.stdout + result.stderr, /database.*"redis" when "cluster" is on/);
 });
+
+test('a polling request that lands on another node than its session gets a clear error (sticky sessions needed)', async () => {
+  const open = await fetch(`${nodes[0].url}/socket.io/?EIO=4&transport=polling`);
+  const body = await open.text();
+  const sid = JSON.parse(body.slice(1)).sid;
+  const elsewhere = await fetch(`${nodes[1].url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`);
+  assert.equal(elsewhere.status, 400);
+  const answer = await elsewhere.json();
+  assert.equal(answer.code, 1, "Engine.IO's code for an unknown session: the client starts a new one");
+  assert.match(answer.message, /Session ID unknown: this Herald node did not open this session .*sticky sessions/);
+  const home = await fetch(`${nodes[0].url}/socket.io/?EIO=4&transport=polling&sid=${encodeURIComponent(sid)}`, { method: 'POST', body: '40' });
+  assert.equal(home.status, 200, 'the node that opened it serves it');
+});

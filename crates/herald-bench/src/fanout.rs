@@ -46,6 +46,11 @@ pub(crate) struct FanoutArgs {
     /// Process id of the server, to report its CPU time per 1,000 deliveries.
     #[arg(long)]
     pid: Option<u32>,
+    /// Another node of the same cluster (repeat for each): subscribers are spread round-robin
+    /// over `--url` and these, and `--via http` publishes go round-robin through each node's
+    /// API, so every event crosses the cluster bus to the other nodes.
+    #[arg(long = "node")]
+    more_nodes: Vec<String>,
 }
 
 impl FanoutArgs {
@@ -71,6 +76,13 @@ impl FanoutArgs {
     pub(crate) fn target(&self) -> &Target {
         &self.target
     }
+
+    /// Every node's base URL, `--url` first.
+    fn nodes(&self) -> Vec<String> {
+        std::iter::once(self.target.url.clone())
+            .chain(self.more_nodes.iter().cloned())
+            .collect()
+    }
 }
 
 /// What one run measured.
@@ -78,6 +90,8 @@ impl FanoutArgs {
 pub(crate) struct FanoutReport {
     scenario: &'static str,
     label: String,
+    /// Nodes the subscribers (and HTTP publishes) were spread over.
+    nodes: usize,
     eio: u8,
     via: Via,
     subscribers: usize,
@@ -150,6 +164,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     let publications = args.rate * args.duration;
     let start = Instant::now();
     let ready = Arc::new(AtomicUsize::new(0));
+    let nodes = args.nodes();
     let tallies: Vec<Arc<Mutex<Tally>>> = (0..args.subscribers)
         .map(|_| Tally::new(publications).map(|t| Arc::new(Mutex::new(t))))
         .collect::<anyhow::Result<_>>()?;
@@ -161,7 +176,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
                 .channels_of(j)
                 .map(|c| layout.channel_name(c))
                 .collect();
-            let url = args.target.url.clone();
+            let url = nodes[j % nodes.len()].clone();
             let wire = args.target.wire();
             let source = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2 + (j % 8) as u8));
             async move { Subscriber::connect_from(&url, &wire, &channels, Some(source)).await }
@@ -201,7 +216,15 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         )));
     }
 
-    let mut publisher = Publisher::connect(&args.publish, &args.target.url).await?;
+    // Through Redis every node receives each event itself; through the API, each node takes
+    // its turn, and the others get the event over the cluster bus.
+    let mut publishers = Vec::new();
+    for node in match args.publish.via {
+        Via::Http => &nodes[..],
+        Via::Redis => &nodes[..1],
+    } {
+        publishers.push(Publisher::connect(&args.publish, node).await?);
+    }
     let pad = "x".repeat(args.payload);
     let data = |seq: u64, t: u64| format!("{{\"seq\":{seq},\"t\":{t},\"pad\":\"{pad}\"}}");
     let warm_up = |channel: usize| format!("{{\"seq\":0,\"t\":0,\"c\":{channel}}}");
@@ -219,9 +242,11 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
             );
         }
         for channel in 0..layout.channels {
-            publisher
-                .publish(&layout.channel_name(channel), event, &warm_up(channel))
-                .await?;
+            for publisher in &mut publishers {
+                publisher
+                    .publish(&layout.channel_name(channel), event, &warm_up(channel))
+                    .await?;
+            }
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -234,7 +259,8 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         tokio::time::sleep_until(scheduled.into()).await;
         let sent_us = scheduled.duration_since(start).as_micros() as u64;
         let channel = layout.channel_of_publication(seq);
-        publisher
+        let turn = seq as usize % publishers.len();
+        publishers[turn]
             .publish(&layout.channel_name(channel), event, &data(seq, sent_us))
             .await?;
     }
@@ -280,6 +306,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
             "fanout"
         },
         label: args.target.label.clone(),
+        nodes: nodes.len(),
         eio: args.target.eio,
         via: args.publish.via,
         subscribers: args.subscribers,

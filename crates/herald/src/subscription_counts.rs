@@ -7,9 +7,13 @@
 //! lock); one task reads the count later, at most twice a second per channel (every 5 s above
 //! 100 subscribers, as Pusher does), so a burst of joins is one frame, not one per join.
 //!
-//! In a cluster the count is every node's ([`ChannelChange::ClusterCounted`], from
-//! `cluster::Occupancy`), and the node where it changed tells the subscribers of every node.
+//! In a cluster the count is every node's: a change this node wrote
+//! ([`ChannelChange::ClusterCounted`], from `cluster::Occupancy`) is told to the subscribers of
+//! every node, with the total read from Redis when it is told (not when it was written), so of
+//! two nodes telling one channel's count the later one tells a total that includes both
+//! changes.
 
+use crate::cluster::Occupancy;
 use crate::config::{ApiClient, WebhookKind};
 use crate::hub::{
     ChannelChange, ChannelKind, ChannelWatcher, Hub, Message, Publication, Space, visible_name,
@@ -30,8 +34,8 @@ const QUEUE: usize = 10_000;
 
 /// The subscription-count watcher.
 pub struct SubscriptionCounts {
-    /// A channel whose count changed, with the cluster's count in a cluster.
-    queue: mpsc::Sender<(String, Option<usize>)>,
+    /// A channel whose count changed.
+    queue: mpsc::Sender<String>,
     cluster: bool,
 }
 
@@ -41,7 +45,7 @@ impl SubscriptionCounts {
     pub fn start(
         clients: &[ApiClient],
         hub: &Arc<Hub>,
-        cluster: bool,
+        cluster: Option<Arc<Occupancy>>,
     ) -> Option<Arc<SubscriptionCounts>> {
         let told_to_clients: Vec<Space> = clients
             .iter()
@@ -57,16 +61,20 @@ impl SubscriptionCounts {
         }
         let (queue, rx) = mpsc::channel(QUEUE);
         // A weak Hub: the Hub holds this watcher, so a strong one would be a cycle.
-        tokio::spawn(run(rx, Arc::downgrade(hub), told_to_clients));
-        Some(Arc::new(SubscriptionCounts { queue, cluster }))
+        let in_cluster = cluster.is_some();
+        tokio::spawn(run(rx, Arc::downgrade(hub), told_to_clients, cluster));
+        Some(Arc::new(SubscriptionCounts {
+            queue,
+            cluster: in_cluster,
+        }))
     }
 }
 
 impl ChannelWatcher for SubscriptionCounts {
     fn observe(&self, change: ChannelChange<'_>) {
-        let (channel, cluster_count) = match change {
-            ChannelChange::Counted(channel) if !self.cluster => (channel, None),
-            ChannelChange::ClusterCounted(channel, count) if self.cluster => (channel, Some(count)),
+        let channel = match change {
+            ChannelChange::Counted(channel) if !self.cluster => channel,
+            ChannelChange::ClusterCounted(channel, _) if self.cluster => channel,
             _ => return,
         };
         let name = visible_name(channel);
@@ -74,27 +82,23 @@ impl ChannelWatcher for SubscriptionCounts {
             return;
         }
         // Full: this change is not told, but the channel's next one reads the count anew.
-        let _ = self.queue.try_send((channel.to_owned(), cluster_count));
+        let _ = self.queue.try_send(channel.to_owned());
     }
 }
 
 async fn run(
-    mut queue: mpsc::Receiver<(String, Option<usize>)>,
+    mut queue: mpsc::Receiver<String>,
     hub: Weak<Hub>,
     told_to_clients: Vec<Space>,
+    cluster: Option<Arc<Occupancy>>,
 ) {
     let mut due: HashMap<String, Instant> = HashMap::new();
     let mut told: HashMap<String, usize> = HashMap::new();
-    // In a cluster: the latest count of every node, per channel waiting to be told.
-    let mut cluster_counts: HashMap<String, usize> = HashMap::new();
     loop {
         let wake = due.values().min().copied();
         tokio::select! {
             changed = queue.recv() => {
-                let Some((channel, cluster_count)) = changed else { return };
-                if let Some(count) = cluster_count {
-                    cluster_counts.insert(channel.clone(), count);
-                }
+                let Some(channel) = changed else { return };
                 let window = match told.get(&channel) {
                     Some(count) if *count > BUSY => BUSY_WINDOW,
                     _ => WINDOW,
@@ -117,13 +121,19 @@ async fn run(
         }
         let Some(hub) = hub.upgrade() else { return };
         for channel in ready {
-            let (count, cluster) = match cluster_counts.remove(&channel) {
-                Some(count) => (count, true),
-                None => (hub.subscription_count(&channel), false),
+            let count = match &cluster {
+                Some(occupancy) => match occupancy.count(&channel).await {
+                    Ok(count) => count,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "could not read a channel's count from Redis");
+                        continue;
+                    }
+                },
+                None => hub.subscription_count(&channel),
             };
             // In a cluster, other nodes tell counts too: what this node told last may not be
             // what the subscribers saw last.
-            if !cluster && told.get(&channel).copied().unwrap_or(0) == count {
+            if cluster.is_none() && told.get(&channel).copied().unwrap_or(0) == count {
                 continue;
             }
             match count {

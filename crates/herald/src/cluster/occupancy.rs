@@ -169,6 +169,28 @@ impl Occupancy {
         let _ = self.queue.try_send(Task::Rewrite);
     }
 
+    /// Removes this node's counts now, at the end of a shutdown when no other node runs to
+    /// sweep them (nothing is told: nobody is left to tell).
+    pub async fn forget_own(&self) {
+        let forget = async {
+            let mut connection = self.client.get_multiplexed_async_connection().await?;
+            let own = vec![self.node.to_string()];
+            let mut ignored = Backlog::default();
+            self.sweep_with(
+                &mut connection,
+                None,
+                &mut ignored,
+                false,
+                &own,
+                Instant::now(),
+            )
+            .await
+        };
+        if let Ok(Err(e)) = tokio::time::timeout(REDIS_TIMEOUT, forget).await {
+            tracing::warn!(error = %e, "could not remove this node's channel counts");
+        }
+    }
+
     /// Stops writing, before the node's connections close at shutdown: its counts stay as
     /// they were until the other nodes see its heartbeat gone and sweep them, telling each
     /// vacancy after the leave delay as usual (a node that stops cannot wait for it).
@@ -294,14 +316,14 @@ impl Occupancy {
     ) -> redis::RedisResult<()> {
         if backlog.forget_earlier_run {
             let own = vec![self.node.to_string()];
-            self.sweep_with(connection, hub, backlog, false, &own, now)
+            self.sweep_with(connection, Some(hub), backlog, false, &own, now)
                 .await?;
             backlog.forget_earlier_run = false;
         }
         if let Some(running) = backlog.sweep.take() {
             let running: Vec<String> = running.into_iter().collect();
             if let Err(e) = self
-                .sweep_with(connection, hub, backlog, true, &running, now)
+                .sweep_with(connection, Some(hub), backlog, true, &running, now)
                 .await
             {
                 backlog.sweep.get_or_insert(running.into_iter().collect());
@@ -382,11 +404,11 @@ impl Occupancy {
     }
 
     /// Sweeps every channel: `keep_listed` keeps only the `nodes` listed (the running ones),
-    /// otherwise only they are removed.
+    /// otherwise only they are removed. What changed is told to `hub`'s watchers, if any.
     async fn sweep_with(
         &self,
         connection: &mut redis::aio::MultiplexedConnection,
-        hub: &Hub,
+        hub: Option<&Hub>,
         backlog: &mut Backlog,
         keep_listed: bool,
         nodes: &[String],
@@ -402,9 +424,15 @@ impl Occupancy {
         channels.sort();
         channels.dedup();
         for chunk in channels.chunks(CHUNK) {
+            // Vacancies are confirmed only where they are told.
+            let mark = if hub.is_some() {
+                VACATING_MARK
+            } else {
+                Duration::ZERO
+            };
             let mut invocation = self.sweep_script.prepare_invoke();
             invocation
-                .arg(VACATING_MARK.as_millis() as u64)
+                .arg(mark.as_millis() as u64)
                 .arg(if keep_listed { "1" } else { "0" });
             for node in nodes {
                 invocation.arg(node);
@@ -414,6 +442,9 @@ impl Occupancy {
                 invocation.key(counts).key(vacating);
             }
             let outcomes: Outcomes = invocation.invoke_async(connection).await?;
+            let Some(hub) = hub else {
+                continue;
+            };
             for (channel, (change, total)) in chunk.iter().zip(outcomes) {
                 self.tell(hub, backlog, channel, change, now);
                 if change != 0 {

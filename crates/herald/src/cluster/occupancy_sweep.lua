@@ -1,7 +1,7 @@
 -- Removes the counts of nodes that no longer run (died, stopped, or an earlier run of this
 -- node's id) from some channels (cluster::Occupancy).
 -- KEYS[2i-1], KEYS[2i]: channel i's counts and vacating mark, as in occupancy_write.lua
--- ARGV[1]: how long a vacating mark lasts (ms)   ARGV[2]: '1' to keep only ARGV[3..] (the
+-- ARGV[1]: how long a vacating mark lasts (ms; 0: set none, nobody will confirm it)   ARGV[2]: '1' to keep only ARGV[3..] (the
 -- running nodes), '0' to remove only ARGV[3..] (one node's earlier run)
 -- Returns, per channel, {change, total}: change 2 if the cluster vacated it, 4 if only its
 -- counts changed, 0 if nothing did.
@@ -21,7 +21,7 @@ for i = 1, #KEYS / 2 do
   if removed > 0 then
     change = 4
     if redis.call('EXISTS', counts) == 0 then
-      redis.call('SET', vacating, '', 'PX', ARGV[1])
+      if tonumber(ARGV[1]) > 0 then redis.call('SET', vacating, '', 'PX', ARGV[1]) end
       change = 2
     end
   end

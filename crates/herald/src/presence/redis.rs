@@ -42,6 +42,7 @@ pub struct RedisStore {
     remove_script: Script,
     heartbeat_script: Script,
     running_script: Script,
+    withdraw_script: Script,
 }
 
 impl RedisStore {
@@ -62,6 +63,7 @@ impl RedisStore {
             remove_script: Script::new(include_str!("redis_remove.lua")),
             heartbeat_script: Script::new(include_str!("redis_heartbeat.lua")),
             running_script: Script::new(include_str!("redis_running.lua")),
+            withdraw_script: Script::new(include_str!("redis_withdraw.lua")),
         })
     }
 
@@ -284,22 +286,15 @@ impl NodeDirectory for RedisStore {
         .boxed()
     }
 
-    /// Lapses the node's heartbeat at once (score 0) rather than removing it: the next
-    /// heartbeat of another node then hears that it stopped, and cleans up after it.
+    /// Lapses the node's heartbeat at once (`redis_withdraw.lua`): the next heartbeat of
+    /// another node then hears that it stopped, and cleans up after it.
     fn withdraw<'a>(&'a self, node: &'a str) -> BoxFuture<'a, Result<(), StoreError>> {
         async move {
             let key = self.nodes_key();
             self.command(|mut c| {
-                let key = key.clone();
-                async move {
-                    redis::cmd("ZADD")
-                        .arg(key)
-                        .arg("XX")
-                        .arg(0)
-                        .arg(node)
-                        .query_async::<()>(&mut c)
-                        .await
-                }
+                let mut invocation = self.withdraw_script.prepare_invoke();
+                invocation.key(&key).arg(node);
+                async move { invocation.invoke_async::<()>(&mut c).await }
             })
             .await
         }

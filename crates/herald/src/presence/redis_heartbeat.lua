@@ -9,10 +9,11 @@
 -- heartbeat, or a Redis that lost its data); '2' it was taken out as lapsed by another node,
 -- which removed its members (a partition, or Redis out of reach for this node alone).
 -- lapsed: the nodes whose heartbeat had lapsed or that stopped, taken out of the set by this
--- call (so exactly one caller hears of each); each leaves a tombstone.
+-- call (so exactly one caller hears of each); each that lapsed (rather than stopped, with a
+-- score of 0) leaves a tombstone.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
-local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES')
 if #lapsed > 0 then
   redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
 end
@@ -22,10 +23,11 @@ if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) == 1 then
   if redis.call('DEL', KEYS[2] .. ARGV[1]) == 1 then state = '2' end
 end
 local result = {state}
-for _, node in ipairs(lapsed) do
+for i = 1, #lapsed, 2 do
+  local node, score = lapsed[i], tonumber(lapsed[i + 1])
   if node ~= ARGV[1] then
     table.insert(result, node)
-    redis.call('SET', KEYS[2] .. node, '1', 'PX', ARGV[3])
+    if score > 0 then redis.call('SET', KEYS[2] .. node, '1', 'PX', ARGV[3]) end
   end
 end
 return result

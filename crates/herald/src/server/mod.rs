@@ -98,13 +98,6 @@ pub async fn run(
     {
         watchers.push(webhooks);
     }
-    if let Some(counts) = crate::subscription_counts::SubscriptionCounts::start(
-        &config.clients,
-        &hub,
-        config.cluster.is_some(),
-    ) {
-        watchers.push(counts);
-    }
     let mut occupancy = None;
     if let Some(cluster) = &config.cluster {
         let bus = crate::cluster::ClusterBus::start(
@@ -123,6 +116,13 @@ pub async fn run(
         )?;
         watchers.push(counts.clone());
         occupancy = Some(counts);
+    }
+    if let Some(counts) = crate::subscription_counts::SubscriptionCounts::start(
+        &config.clients,
+        &hub,
+        occupancy.clone(),
+    ) {
+        watchers.push(counts);
     }
     hub.watch(watchers);
     let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
@@ -273,6 +273,13 @@ pub async fn run(
     }
     if let Ok(Err(e)) = tokio::time::timeout_at(deadline, presence.withdraw()).await {
         console::warning(&format!("Could not withdraw this node's heartbeat: {e}"));
+    }
+    // The other nodes sweep this node's channel counts; the last node standing does it itself.
+    if let Some(occupancy) = &occupancy
+        && let Ok(Ok(running)) = tokio::time::timeout_at(deadline, presence.running_nodes()).await
+        && running.is_empty()
+    {
+        let _ = tokio::time::timeout_at(deadline, occupancy.forget_own()).await;
     }
     if let Some(task) = redis_task {
         task.abort();

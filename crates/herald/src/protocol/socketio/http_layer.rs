@@ -101,6 +101,9 @@ impl SocketIoHttpLayer {
         let is_polling = query.transport == Some("polling");
         let sealed = query.eio == Some("4");
         if let Some(sid) = query.sid.map(str::to_owned) {
+            if sealed && !inner.may_be_ours(&sid) {
+                return unknown_session_elsewhere();
+            }
             let Some(req) = inner.session_request(req, &sid) else {
                 crate::metrics::metrics().session_refusals.inc();
                 return unknown_session();
@@ -132,6 +135,13 @@ impl SocketIoHttpLayer {
 }
 
 impl Inner {
+    /// Whether an Engine.IO 4 session id may be one of this process's: every id it hands out
+    /// is sealed with its own key, so one that does not open (and is not a bare id, refused
+    /// below) was opened elsewhere — another node, or an earlier run.
+    fn may_be_ours(&self, sid: &str) -> bool {
+        self.seal.open(sid).is_some() || Sid::from_str(sid).is_ok()
+    }
+
     /// Lets a request of an open session through, its sealed id opened, or refuses it
     /// (`None`): a bare Engine.IO 4 id is public (it is `socket.id`), and an Engine.IO 3
     /// session answers only the client that opened it.
@@ -321,6 +331,17 @@ fn unknown_session() -> Response {
         StatusCode::BAD_REQUEST,
         [(header::CONTENT_TYPE, "application/json")],
         r#"{"code":1,"message":"Session ID unknown"}"#,
+    )
+        .into_response()
+}
+
+/// A session this process never opened: Engine.IO's "Session ID unknown" (code 1, so clients
+/// start a new session as they would anyway), saying why it happens.
+fn unknown_session_elsewhere() -> Response {
+    (
+        StatusCode::BAD_REQUEST,
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"code":1,"message":"Session ID unknown: this Herald node did not open this session (it opened before a restart, or on another node: behind a load balancer, HTTP long-polling needs sticky sessions, see docs/scaling.md)"}"#,
     )
         .into_response()
 }
