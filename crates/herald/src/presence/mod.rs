@@ -275,6 +275,7 @@ impl Presence {
     /// and of nodes no longer running (a crash, a `kill -9`). Returns how many channels held
     /// ghosts.
     pub async fn remove_ghosts(&self) -> Result<usize, StoreError> {
+        self.prune_own();
         let mut cleaned = 0;
         for channel in self.store.channels().await? {
             let entries = self.store.list(&channel).await?;
@@ -345,6 +346,16 @@ impl Presence {
             }
         }
         Ok(missing)
+    }
+
+    /// Drops this node's own entries whose socket is no longer subscribed here (a join that
+    /// finished after its connection closed), so the record stays bounded by the live ones.
+    fn prune_own(&self) {
+        self.own().retain(|channel, entries| {
+            entries
+                .retain(|socket_id, _| self.hub.is_subscribed(channel, &SocketId::new(socket_id)));
+            !entries.is_empty()
+        });
     }
 
     fn own(&self) -> MutexGuard<'_, HashMap<String, HashMap<String, MemberEntry>>> {
@@ -596,6 +607,42 @@ mod tests {
                 .is_empty()
         );
         assert!(a.store.channels().await.expect("channels").is_empty());
+    }
+
+    #[tokio::test]
+    async fn own_members_are_written_back_after_a_loss_and_the_record_stays_bounded() {
+        let store: Arc<dyn PresenceStore> = Arc::new(MemoryStore::default());
+        let directory = Arc::new(Directory::default());
+        let a = Presence::new(
+            store.clone(),
+            directory.clone(),
+            Arc::new(Hub::new()),
+            NodeId::random(),
+        );
+        join(&a, "a1", 1).await;
+        join(&a, "a2", 2).await;
+        // The store loses everything (Redis restarted empty).
+        for socket in ["a1", "a2"] {
+            store.remove("presence-room", socket).await.expect("remove");
+        }
+        assert_eq!(a.reassert(false).await.expect("reassert"), 2);
+        assert_eq!(
+            users(&a.members("presence-room").await.expect("list")).len(),
+            2
+        );
+        assert_eq!(
+            a.reassert(false).await.expect("again"),
+            0,
+            "nothing missing now"
+        );
+        // a2's connection went without a presence leave: the sweep drops it from the record.
+        a.hub.unsubscribe("presence-room", &SocketId::new("a2"));
+        a.remove_ghosts().await.expect("sweep");
+        assert_eq!(a.own().get("presence-room").map(HashMap::len), Some(1));
+        a.leave("presence-room", &SocketId::new("a1"))
+            .await
+            .expect("leave");
+        assert!(a.own().is_empty(), "a leave forgets the entry");
     }
 
     #[tokio::test]
