@@ -98,6 +98,29 @@ test('a reload that lands on another node tells nothing: no vacated, no second o
   assert.deepEqual(names(hooks('dashboard')), ['channel_occupied', 'channel_vacated']);
 });
 
+test('a member who leaves one node and comes back on another within 3 s: no member_removed, no second member_added', async () => {
+  const members = (channel) => hooks(channel).filter((e) => e.name.startsWith('member_')).map((e) => [e.name, e.user_id]);
+  const joinLobby = async (node) => {
+    const client = await pusherOn(node, '77');
+    const joined = [];
+    client.subscribe('presence-lobby').bind('pusher:subscription_succeeded', () => joined.push(true));
+    await waitUntil(() => joined.length === 1, { what: 'joined the lobby' });
+    return client;
+  };
+  const first = await joinLobby(nodes[0]);
+  await waitUntil(() => members('presence-lobby').length === 1, { what: 'member_added' });
+  first.disconnect();
+  await sleep(500);
+  const again = await joinLobby(nodes[1]);
+  await sleep(4500);
+  assert.deepEqual(members('presence-lobby'), [['member_added', '77']], 'the reload onto another node is not told');
+  const left = Date.now();
+  again.disconnect();
+  await waitUntil(() => members('presence-lobby').length === 2, { what: 'the real leave', timeoutMs: 10000 });
+  assert.deepEqual(members('presence-lobby'), [['member_added', '77'], ['member_removed', '77']]);
+  assert.ok(hooks('presence-lobby').at(-1).at - left >= 2500, 'member_removed waits the leave delay');
+});
+
 test("subscription counts add up every node's subscribers, told to the subscribers of every node", async () => {
   const a = await pusherOn(nodes[0]);
   const b = await pusherOn(nodes[1]);

@@ -8,6 +8,7 @@
 //!
 //! Protocol-free: it returns what happened, and adapters tell their clients.
 
+mod leave_marks;
 mod member;
 mod memory;
 mod nodes;
@@ -15,6 +16,7 @@ mod redis;
 mod sqlite;
 mod store;
 
+pub use leave_marks::LeaveMarks;
 pub use member::{MemberEntry, decode_members, dedupe_by_user, same_user};
 pub use memory::MemoryStore;
 pub use nodes::{Beat, HEARTBEAT_EVERY, NODE_TTL, NodeDirectory, ThisNodeOnly};
@@ -22,12 +24,16 @@ pub use redis::RedisStore;
 pub use sqlite::SqliteStore;
 pub use store::{PresenceStore, Removed, StoreError};
 
-use crate::config::{Config, PresenceDriver};
+use crate::config::{Config, PresenceDriver, WebhookKind};
 use crate::hub::{ChannelChange, Hub, Message, Publication, SocketId};
 use crate::node::NodeId;
 use serde_json::Value;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How long a user's last leave stays marked: the webhook's leave delay, and room for a slow
+/// confirmation.
+const LEAVE_MARK: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// A socket joined: the channel's members (one per user, newest socket first) and whether
 /// this socket is its user's first in the channel (then the others hear `joining`).
@@ -89,6 +95,8 @@ pub struct Presence {
     /// store lost them (Redis restarted empty, or other nodes took this one for dead). The
     /// store stays the record of who is present; this is only this node's share of it.
     own: Mutex<HashMap<String, HashMap<String, MemberEntry>>>,
+    /// Leave marks, when the store keeps them (Redis, with `member_removed` webhooks).
+    marks: Option<Arc<dyn LeaveMarks>>,
 }
 
 impl Presence {
@@ -105,21 +113,38 @@ impl Presence {
             hub,
             node,
             own: Mutex::default(),
+            marks: None,
         }
+    }
+
+    /// The leave marks that `member_removed` webhooks wait on, if the store keeps them.
+    pub fn leave_marks(&self) -> Option<Arc<dyn LeaveMarks>> {
+        self.marks.clone()
     }
 
     /// Presence over the store the config names (`database`).
     pub fn for_config(config: &Config, hub: Arc<Hub>, node: NodeId) -> anyhow::Result<Presence> {
+        let mut marks: Option<Arc<dyn LeaveMarks>> = None;
         let (store, nodes): (Arc<dyn PresenceStore>, Arc<dyn NodeDirectory>) = match config.database
         {
             PresenceDriver::Memory => (Arc::new(MemoryStore::default()), Arc::new(ThisNodeOnly)),
             PresenceDriver::Redis => {
                 let deployment = config.cluster.as_ref().map_or("herald", |c| &c.prefix);
-                let store = Arc::new(RedisStore::new(
-                    config.shared_redis(),
-                    config.publish_presence,
-                    deployment,
-                )?);
+                let mut store =
+                    RedisStore::new(config.shared_redis(), config.publish_presence, deployment)?;
+                let told_removed = config.clients.iter().any(|client| {
+                    client
+                        .webhooks
+                        .iter()
+                        .any(|hook| hook.kinds.contains(&WebhookKind::MemberRemoved))
+                });
+                if told_removed {
+                    store = store.with_leave_marks(LEAVE_MARK);
+                }
+                let store = Arc::new(store);
+                if told_removed {
+                    marks = Some(store.clone());
+                }
                 (store.clone(), store)
             }
             PresenceDriver::Sqlite => (
@@ -127,7 +152,9 @@ impl Presence {
                 Arc::new(ThisNodeOnly),
             ),
         };
-        Ok(Presence::new(store, nodes, hub, node))
+        let mut presence = Presence::new(store, nodes, hub, node);
+        presence.marks = marks;
+        Ok(presence)
     }
 
     /// This node's id.
@@ -203,8 +230,19 @@ impl Presence {
         }
         if joined.first_for_user {
             let member = Arc::new(joined.member.public());
-            self.hub
-                .observe(ChannelChange::MemberAdded(channel, &member));
+            // Back within the leave delay, maybe on another node: the held member_removed
+            // and this member_added are both left untold (the members still hear both).
+            let came_back = match &self.marks {
+                Some(marks) => marks
+                    .take(channel, &joined.member.user_key())
+                    .await
+                    .unwrap_or(false),
+                None => false,
+            };
+            if !came_back {
+                self.hub
+                    .observe(ChannelChange::MemberAdded(channel, &member));
+            }
             self.hub.broadcast(
                 &Publication::with(
                     channel,

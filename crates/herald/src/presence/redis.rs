@@ -9,6 +9,7 @@
 //!
 //! `publishPresence` still publishes the whole list to `PresenceChannelUpdated` on each change.
 
+use super::leave_marks::LeaveMarks;
 use super::nodes::{Beat, NODE_TTL, NodeDirectory};
 use super::{MemberEntry, PresenceStore, Removed, StoreError};
 use crate::config::RedisOptions;
@@ -38,6 +39,8 @@ pub struct RedisStore {
     /// `herald` by default) and `:`.
     namespace: String,
     publish_updates: bool,
+    /// How long a user's last leave is marked (presence/leave_marks.rs), if marks are kept.
+    leave_marks: Option<Duration>,
     add_script: Script,
     remove_script: Script,
     heartbeat_script: Script,
@@ -59,12 +62,19 @@ impl RedisStore {
             connection: OnceCell::new(),
             namespace: format!("{}{deployment}:", options.key_prefix),
             publish_updates,
+            leave_marks: None,
             add_script: Script::new(include_str!("redis_add.lua")),
             remove_script: Script::new(include_str!("redis_remove.lua")),
             heartbeat_script: Script::new(include_str!("redis_heartbeat.lua")),
             running_script: Script::new(include_str!("redis_running.lua")),
             withdraw_script: Script::new(include_str!("redis_withdraw.lua")),
         })
+    }
+
+    /// Keeps leave marks (for `member_removed` webhooks) for `mark` after each user's last leave.
+    pub fn with_leave_marks(mut self, mark: Duration) -> RedisStore {
+        self.leave_marks = Some(mark);
+        self
     }
 
     async fn connection(&self) -> Result<ConnectionManager, StoreError> {
@@ -89,6 +99,11 @@ impl RedisStore {
     /// The channel's user-count hash.
     fn users_key(&self, channel: &str) -> String {
         format!("{}presence-users:{channel}", self.namespace)
+    }
+
+    /// The channel's leave marks.
+    fn marks_key(&self, channel: &str) -> String {
+        format!("{}presence-leaving:{channel}", self.namespace)
     }
 
     /// The running nodes' heartbeats.
@@ -179,13 +194,18 @@ impl PresenceStore for RedisStore {
         socket_id: &'a str,
     ) -> BoxFuture<'a, Result<Option<Removed>, StoreError>> {
         async move {
-            let keys = [self.entries_key(channel), self.users_key(channel)];
+            let keys = [
+                self.entries_key(channel),
+                self.users_key(channel),
+                self.marks_key(channel),
+            ];
             let update = self.update_channel(channel);
+            let mark = self.leave_marks.map_or(0, |mark| mark.as_millis() as u64);
             let removed: Option<(String, u64)> = self
                 .command(|mut c| {
                     let mut invocation = self.remove_script.prepare_invoke();
-                    invocation.key(&keys[0]).key(&keys[1]);
-                    invocation.arg(socket_id).arg(&update);
+                    invocation.key(&keys[0]).key(&keys[1]).key(&keys[2]);
+                    invocation.arg(socket_id).arg(&update).arg(mark);
                     async move { invocation.invoke_async(&mut c).await }
                 })
                 .await?;
@@ -254,6 +274,26 @@ fn decode_entries(stored: &[String]) -> Vec<MemberEntry> {
         .iter()
         .filter_map(|text| serde_json::from_str(text).ok())
         .collect()
+}
+
+impl LeaveMarks for RedisStore {
+    fn take<'a>(
+        &'a self,
+        channel: &'a str,
+        user_id: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        async move {
+            let key = self.marks_key(channel);
+            let taken: i64 = self
+                .command(|mut c| {
+                    let key = key.clone();
+                    async move { c.hdel(key, user_id).await }
+                })
+                .await?;
+            Ok(taken == 1)
+        }
+        .boxed()
+    }
 }
 
 /// Heartbeats in one sorted set, `<keyPrefix><deployment>:nodes`: node id → when its heartbeat

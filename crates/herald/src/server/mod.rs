@@ -92,10 +92,15 @@ pub async fn run(
         ListenProtocol::Http => None,
     };
     let hub = Arc::new(Hub::new());
+    // Presence first: the webhooks wait on its leave marks. The Hub's watchers are set below,
+    // before anything can subscribe.
+    let presence = Arc::new(Presence::for_config(config, hub.clone(), node.clone())?);
     let mut watchers: Vec<Arc<dyn crate::hub::ChannelWatcher>> = Vec::new();
-    if let Some(webhooks) =
-        crate::webhooks::Webhooks::start(&config.clients, config.cluster.is_some())?
-    {
+    if let Some(webhooks) = crate::webhooks::Webhooks::start(
+        &config.clients,
+        config.cluster.is_some(),
+        presence.leave_marks(),
+    )? {
         watchers.push(webhooks);
     }
     let mut occupancy = None;
@@ -125,7 +130,6 @@ pub async fn run(
         watchers.push(counts);
     }
     hub.watch(watchers);
-    let presence = Arc::new(Presence::for_config(config, hub.clone(), node)?);
     let presence_upkeep = tokio::spawn(keep_presence(
         presence.clone(),
         occupancy.clone(),

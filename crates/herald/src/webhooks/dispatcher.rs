@@ -5,6 +5,7 @@
 use super::delivery::Sender;
 use super::{LEAVE_DELAY, Noted, WebhookApp, WebhookEvent};
 use crate::metrics::metrics;
+use crate::presence::LeaveMarks;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,7 +20,13 @@ const BATCH_WINDOW: Duration = Duration::from_millis(50);
 const MAX_WAITING: usize = 100_000;
 
 /// Runs until every [`super::Webhooks`] handle is gone.
-pub(super) async fn run(mut queue: mpsc::Receiver<Noted>, apps: Vec<WebhookApp>, sender: Sender) {
+/// `marks`: the shared store's leave marks, when a come-back may happen on another node.
+pub(super) async fn run(
+    mut queue: mpsc::Receiver<Noted>,
+    apps: Vec<WebhookApp>,
+    sender: Sender,
+    marks: Option<Arc<dyn LeaveMarks>>,
+) {
     let apps: Arc<[WebhookApp]> = apps.into();
     let mut waiting = Waiting::default();
     loop {
@@ -37,9 +44,30 @@ pub(super) async fn run(mut queue: mpsc::Receiver<Noted>, apps: Vec<WebhookApp>,
         }
         waiting.release(now);
         if waiting.batch_is_ready(now) {
-            route(&apps, waiting.take_batch(), &sender);
+            let mut batch = waiting.take_batch();
+            if let Some(marks) = &marks {
+                batch = still_gone(marks.as_ref(), batch).await;
+            }
+            route(&apps, batch, &sender);
         }
     }
+}
+
+/// The batch without the removed members who came back meanwhile, on any node (their leave
+/// mark is gone). A store that cannot answer keeps the removal: better told than lost.
+async fn still_gone(marks: &dyn LeaveMarks, batch: Vec<Noted>) -> Vec<Noted> {
+    let mut kept = Vec::with_capacity(batch.len());
+    for noted in batch {
+        if let WebhookEvent::MemberRemoved { user_id } = &noted.event {
+            match marks.take(&noted.channel, user_id).await {
+                Ok(false) => continue,
+                Ok(true) => {}
+                Err(e) => tracing::warn!(error = %e, "could not read a presence leave mark"),
+            }
+        }
+        kept.push(noted);
+    }
+    kept
 }
 
 async fn sleep_until(wake: Option<Instant>) {

@@ -15,6 +15,7 @@ pub use event::WebhookEvent;
 
 use crate::config::{ApiClient, WebhookKind, WebhookTarget};
 use crate::hub::{ChannelChange, ChannelWatcher, Message, Space, data_as_text, visible_name};
+use crate::presence::LeaveMarks;
 use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,7 +63,12 @@ pub struct Webhooks {
 impl Webhooks {
     /// Starts the dispatcher for the apps with webhooks; `None` when no app has one (then
     /// nothing watches the Hub, and nothing is spent). `cluster`: this node is one of several.
-    pub fn start(clients: &[ApiClient], cluster: bool) -> anyhow::Result<Option<Arc<Webhooks>>> {
+    /// `marks`: presence's leave marks, which held `member_removed` events wait on.
+    pub fn start(
+        clients: &[ApiClient],
+        cluster: bool,
+        marks: Option<Arc<dyn LeaveMarks>>,
+    ) -> anyhow::Result<Option<Arc<Webhooks>>> {
         let apps: Vec<WebhookApp> = clients
             .iter()
             .filter(|client| !client.webhooks.is_empty())
@@ -84,7 +90,7 @@ impl Webhooks {
             .collect();
         let sender = delivery::Sender::new()?;
         let (queue, rx) = mpsc::channel(QUEUE);
-        tokio::spawn(dispatcher::run(rx, apps, sender));
+        tokio::spawn(dispatcher::run(rx, apps, sender, marks));
         Ok(Some(Arc::new(Webhooks {
             queue,
             wanted,
