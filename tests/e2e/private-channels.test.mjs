@@ -123,9 +123,10 @@ test('every failure reaches the browser as subscription_error with a reason, and
   }
 });
 
-test("an auth endpoint that closes a kept-alive connection instead of answering: Herald asks again on a new one", async () => {
-  // Each connection answers its first request (keep-alive) and is closed, unanswered, at its
-  // second: what a server whose keep-alive runs out just as Herald reuses the connection does.
+for (const [how, drop] of [['closes', (socket) => socket.destroy()], ['resets', (socket) => socket.resetAndDestroy()]]) test(`an auth endpoint that ${how} a kept-alive connection instead of answering: Herald asks again on a new one`, async () => {
+  // Each connection answers its first request (keep-alive) and is closed (FIN) or reset (RST),
+  // unanswered, at its second: what a server whose keep-alive runs out, or that sheds load, just
+  // as Herald reuses the connection does.
   const { createServer } = await import('node:net');
   const requests = [];
   const server = createServer((socket) => {
@@ -134,7 +135,7 @@ test("an auth endpoint that closes a kept-alive connection instead of answering:
       if (!chunk.toString().includes('channel_name=')) return;
       requests.push(chunk.toString());
       seen += 1;
-      if (seen > 1) return socket.destroy();
+      if (seen > 1) return drop(socket);
       socket.write('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 4\r\nConnection: keep-alive\r\n\r\ntrue');
     });
     socket.on('error', () => {});

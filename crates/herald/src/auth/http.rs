@@ -263,20 +263,35 @@ async fn read_limited(mut response: reqwest::Response) -> Result<Vec<u8>, reqwes
     Ok(body)
 }
 
-/// The innermost error message: "connection refused", "dns error: …".
-/// Whether `error` is a reused connection closed by the server before any answer (hyper's
-/// "connection closed before message completed"), which a second attempt avoids.
+/// Whether `error` is a reused connection the server closed or reset before any answer
+/// (hyper's "connection closed before message completed", or a reset or broken pipe as the
+/// request went out), which a second attempt on a new connection avoids. Asking again is safe:
+/// an authorization answers the same question twice the same way.
 fn closed_before_answer(error: &reqwest::Error) -> bool {
+    if error.is_timeout() {
+        return false;
+    }
     let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
     while let Some(current) = cause {
-        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>() {
-            return hyper_error.is_incomplete_message();
+        if let Some(hyper_error) = current.downcast_ref::<hyper::Error>()
+            && hyper_error.is_incomplete_message()
+        {
+            return true;
+        }
+        if let Some(io) = current.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionReset | std::io::ErrorKind::BrokenPipe
+            )
+        {
+            return true;
         }
         cause = current.source();
     }
     false
 }
 
+/// The innermost error message: "connection refused", "dns error: …".
 fn root_cause(error: &(dyn std::error::Error + 'static)) -> String {
     let mut cause: &(dyn std::error::Error + 'static) = error;
     while let Some(next) = cause.source() {
