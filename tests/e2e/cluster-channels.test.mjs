@@ -141,6 +141,39 @@ test("subscription counts add up every node's subscribers, told to the subscribe
   }
 });
 
+test('watchlists across nodes: a watcher hears users signed in on other nodes come online and go offline, once per user', async () => {
+  const created = [];
+  const signedIn = async (node, user, watchlist) => {
+    const pusher = await connectPusher(node.port, { key: APP.key, auth: pusherAuth, user, watchlist });
+    created.push(pusher);
+    const events = [];
+    pusher.user.watchlist.bind('online', (e) => events.push(...e.user_ids));
+    pusher.user.watchlist.bind('offline', (e) => events.push(...e.user_ids.map((id) => `-${id}`)));
+    pusher.signin();
+    await waitUntil(() => pusher.user.user_data?.id === user, { what: `${user} signed in` });
+    await waitUntil(() => pusher.user.serverToUserChannel?.subscribed, { what: `${user}'s channel` });
+    return { pusher, events };
+  };
+  try {
+    await signedIn(nodes[1], 'uearly');
+    await sleep(300);
+    const watcher = await signedIn(nodes[0], 'uwatcher', ['uearly', 'ulate']);
+    await waitUntil(() => watcher.events.includes('uearly'), { what: 'a user online on another node, told at sign-in' });
+    const late = [await signedIn(nodes[2], 'ulate'), await signedIn(nodes[1], 'ulate')];
+    await waitUntil(() => watcher.events.includes('ulate'), { what: 'a user coming online on other nodes' });
+    await sleep(500);
+    assert.deepEqual(watcher.events, ['uearly', 'ulate'], 'once per user, whichever nodes its tabs are on');
+    late[0].pusher.disconnect();
+    await sleep(4000);
+    assert.ok(!watcher.events.includes('-ulate'), 'still online through its tab on another node');
+    late[1].pusher.disconnect();
+    await waitUntil(() => watcher.events.includes('-ulate'), { what: 'offline once its last tab left', timeoutMs: 10000 });
+    assert.deepEqual(watcher.events, ['uearly', 'ulate', '-ulate']);
+  } finally {
+    for (const pusher of created) pusher.disconnect();
+  }
+});
+
 test("a cache channel's last event, published through one node's API, is there for a subscriber of another node", async () => {
   await sdkOn(nodes[0]).trigger('cache-prices', 'Quoted', { eur: 1.07 });
   const late = await pusherOn(nodes[2]);

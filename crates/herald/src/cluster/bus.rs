@@ -59,9 +59,7 @@ impl ClusterBus {
 
 impl Relay for ClusterBus {
     fn relay(&self, publication: &Publication, cacheable: bool) {
-        let Some(relayed) = Relayed::of(self.node.as_str(), publication, cacheable) else {
-            return;
-        };
+        let relayed = Relayed::of(self.node.as_str(), publication, cacheable);
         let Ok(payload) = serde_json::to_vec(&relayed) else {
             return;
         };

@@ -43,16 +43,13 @@ enum WireMessage<'a> {
     Terminate,
     /// The channel's subscription count, summed over every node.
     SubscriptionCount(usize),
+    /// A watched user came online or went offline (on the cluster as a whole).
+    Watchlist { user_id: Cow<'a, str>, online: bool },
 }
 
 impl<'a> Relayed<'a> {
-    /// `publication` as node `node` sends it; `None` for what does not cross nodes (watchlist
-    /// changes are each node's own).
-    pub(super) fn of(
-        node: &'a str,
-        publication: &'a Publication,
-        cacheable: bool,
-    ) -> Option<Relayed<'a>> {
+    /// `publication` as node `node` sends it.
+    pub(super) fn of(node: &'a str, publication: &'a Publication, cacheable: bool) -> Relayed<'a> {
         let message = match &publication.message {
             Message::Event {
                 name,
@@ -67,9 +64,12 @@ impl<'a> Relayed<'a> {
             Message::MemberRemoved(member) => WireMessage::MemberRemoved(Cow::Borrowed(member)),
             Message::Terminate => WireMessage::Terminate,
             Message::SubscriptionCount(count) => WireMessage::SubscriptionCount(*count),
-            Message::Watchlist { .. } => return None,
+            Message::Watchlist { user_id, online } => WireMessage::Watchlist {
+                user_id: Cow::Borrowed(user_id),
+                online: *online,
+            },
         };
-        Some(Relayed {
+        Relayed {
             node: Cow::Borrowed(node),
             channel: Cow::Borrowed(&publication.channel),
             except: publication
@@ -78,7 +78,7 @@ impl<'a> Relayed<'a> {
                 .map(|id| Cow::Borrowed(id.as_str())),
             cacheable,
             message,
-        })
+        }
     }
 
     /// The publication to deliver on this node.
@@ -106,6 +106,14 @@ impl<'a> Relayed<'a> {
             WireMessage::SubscriptionCount(count) => {
                 Publication::with(channel, Message::SubscriptionCount(count), except)
             }
+            WireMessage::Watchlist { user_id, online } => Publication::with(
+                channel,
+                Message::Watchlist {
+                    user_id: Arc::from(user_id.as_ref()),
+                    online,
+                },
+                except,
+            ),
         }
     }
 }
@@ -120,7 +128,7 @@ mod tests {
         let publication =
             Publication::new("private-c", "client-x", data, Some(SocketId::new("1.2")))
                 .from_member(Some(Arc::from("7")));
-        let relayed = Relayed::of("n1", &publication, false).expect("crosses");
+        let relayed = Relayed::of("n1", &publication, false);
         let text = serde_json::to_string(&relayed).expect("json");
         let back: Relayed = serde_json::from_str(&text).expect("parses");
         assert_eq!(back.node, "n1");
@@ -143,10 +151,9 @@ mod tests {
     }
 
     #[test]
-    fn cluster_counts_cross_and_watchlists_stay_on_their_node() {
+    fn cluster_counts_and_watchlists_cross() {
         let count = Publication::with("c", Message::SubscriptionCount(3), None);
-        let text = serde_json::to_string(&Relayed::of("n", &count, false).expect("crosses"))
-            .expect("json");
+        let text = serde_json::to_string(&Relayed::of("n", &count, false)).expect("json");
         let back: Relayed = serde_json::from_str(&text).expect("parses");
         assert!(matches!(
             back.into_publication().message,
@@ -160,6 +167,11 @@ mod tests {
             },
             None,
         );
-        assert!(Relayed::of("n", &watchlist, false).is_none());
+        let text = serde_json::to_string(&Relayed::of("n", &watchlist, false)).expect("json");
+        let back: Relayed = serde_json::from_str(&text).expect("parses");
+        match back.into_publication().message {
+            Message::Watchlist { user_id, online } => assert_eq!((&*user_id, online), ("2", true)),
+            other => panic!("{other:?}"),
+        }
     }
 }

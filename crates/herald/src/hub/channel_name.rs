@@ -74,6 +74,17 @@ pub fn user_channel(user_id: &str) -> String {
     format!("#server-to-user-{user_id}")
 }
 
+/// The channel of the connections watching a user (`#watchlist-<id>`): told when that user comes
+/// online or goes offline.
+pub fn watchlist_channel(user_id: &str) -> String {
+    format!("#watchlist-{user_id}")
+}
+
+/// The user whose channel `name` is ([`user_channel`]), if it is one.
+pub fn user_of_channel(name: &str) -> Option<&str> {
+    name.strip_prefix("#server-to-user-")
+}
+
 /// Checks a channel name a client asks to subscribe to: a valid name, not a reserved one.
 pub fn validate_subscription(name: &str) -> Result<(), ChannelNameError> {
     validate_channel_name(name)?;

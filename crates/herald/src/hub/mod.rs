@@ -12,8 +12,8 @@ mod space;
 
 pub use cache::{CACHE_TTL, MAX_CACHED_CHANNELS, is_cache_channel};
 pub use channel_name::{
-    ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, user_channel, validate_channel_name,
-    validate_subscription,
+    ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, user_channel, user_of_channel,
+    validate_channel_name, validate_subscription, watchlist_channel,
 };
 pub use publication::{Member, Message, Publication, SocketId, data_as_text, user_id_text};
 pub use registry::{ChannelInfo, Hub, Subscribed, Unsubscribed};

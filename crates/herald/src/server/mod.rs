@@ -120,6 +120,9 @@ pub async fn run(
             Arc::downgrade(&hub),
         )?;
         watchers.push(counts.clone());
+        watchers.push(Arc::new(crate::cluster::ClusterWatchlists::new(
+            Arc::downgrade(&hub),
+        )));
         occupancy = Some(counts);
     }
     if let Some(counts) = crate::subscription_counts::SubscriptionCounts::start(
@@ -178,6 +181,7 @@ pub async fn run(
         limits: config.limits,
         shutdown,
         open: Default::default(),
+        cluster: occupancy.clone(),
     });
     let (app, io) = app(
         config,

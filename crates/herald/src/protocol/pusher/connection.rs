@@ -509,7 +509,10 @@ impl Connection {
         }
         let space = &self.app.space;
         let user_key = space.key(&user_channel(&signin.id)).into_owned();
-        if self.ctx.hub.subscribe(&user_key, self.subscriber.clone()) == Subscribed::First {
+        // In a cluster, watchers are told by `cluster::ClusterWatchlists` for every node.
+        if self.ctx.hub.subscribe(&user_key, self.subscriber.clone()) == Subscribed::First
+            && self.ctx.cluster.is_none()
+        {
             self.tell_watchers(&signin.id, true);
         }
         let mut channels = vec![user_key];
@@ -518,12 +521,7 @@ impl Connection {
             let key = space.key(&watchlist_channel(watched)).into_owned();
             self.ctx.hub.subscribe(&key, self.subscriber.clone());
             channels.push(key);
-            if self
-                .ctx
-                .hub
-                .subscription_count(&space.key(&user_channel(watched)))
-                > 0
-            {
+            if self.is_online(&space.key(&user_channel(watched))).await {
                 online.push(watched.as_str());
             }
         }
@@ -541,6 +539,15 @@ impl Connection {
             id: Arc::from(signin.id),
             channels,
         }));
+    }
+
+    /// Whether a user has a signed-in connection: on this node, or in a cluster on any node
+    /// (one Redis read; unknown counts as offline).
+    async fn is_online(&self, user_key: &str) -> bool {
+        match &self.ctx.cluster {
+            Some(cluster) => cluster.count(user_key).await.is_ok_and(|count| count > 0),
+            None => self.ctx.hub.subscription_count(user_key) > 0,
+        }
     }
 
     /// Publishes that `user_id` came online or went offline to the connections watching it.
@@ -562,7 +569,7 @@ impl Connection {
         };
         for (i, key) in user.channels.iter().enumerate() {
             let left = self.ctx.hub.unsubscribe(key, self.id());
-            if i == 0 && left == Unsubscribed::Last {
+            if i == 0 && left == Unsubscribed::Last && self.ctx.cluster.is_none() {
                 self.tell_watchers(&user.id, false);
             }
         }

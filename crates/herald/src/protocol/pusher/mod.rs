@@ -45,6 +45,8 @@ pub struct PusherContext {
     pub shutdown: tokio::sync::watch::Receiver<bool>,
     /// Pusher connections open now (the shutdown waits for them to close).
     pub open: std::sync::atomic::AtomicUsize,
+    /// In a cluster, every node's channel counts: who is online, for watchlists.
+    pub cluster: Option<Arc<crate::cluster::Occupancy>>,
 }
 
 /// `GET /app/{key}`: the WebSocket endpoint.

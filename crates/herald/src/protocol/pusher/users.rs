@@ -5,6 +5,7 @@
 //! channel has a subscriber.
 
 use super::signature::auth_is_valid;
+pub(super) use crate::hub::watchlist_channel;
 use crate::hub::{user_channel, validate_channel_name};
 use serde::Deserialize;
 use serde_json::Value;
@@ -13,11 +14,6 @@ use std::fmt;
 
 /// Most users one connection may watch (Pusher's limit); the rest are ignored, with 4302.
 pub(super) const MAX_WATCHLIST: usize = 100;
-
-/// The channel of the connections watching `user_id`.
-pub(super) fn watchlist_channel(user_id: &str) -> String {
-    format!("#watchlist-{user_id}")
-}
 
 /// The `data` of `pusher:signin`.
 #[derive(Deserialize)]
