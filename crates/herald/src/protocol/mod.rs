@@ -2,6 +2,7 @@
 //! every protocol shares live here, outside any one protocol's module.
 
 pub(crate) mod client_events;
+pub mod engineio;
 pub mod pusher;
 pub(crate) mod rate;
 pub mod socketio;
