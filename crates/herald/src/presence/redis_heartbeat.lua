@@ -10,7 +10,7 @@
 -- which removed its members (a partition, or Redis out of reach for this node alone).
 -- lapsed: the nodes whose heartbeat had lapsed or that stopped, taken out of the set by this
 -- call (so exactly one caller hears of each); each that lapsed (rather than stopped, with a
--- score of 0) leaves a tombstone.
+-- score of 0) leaves a tombstone. Only a caller that was listed hears of them.
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local lapsed = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'WITHSCORES')
@@ -23,6 +23,10 @@ if redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1]) == 1 then
   if redis.call('DEL', KEYS[2] .. ARGV[1]) == 1 then state = '2' end
 end
 local result = {state}
+-- A caller that was missing itself (Redis was away for everyone, or lost its data) tells and
+-- tombstones nobody: the others lapsed the same way and are likely running; the periodic
+-- sweeps catch any that did die.
+if state ~= '0' then return result end
 for i = 1, #lapsed, 2 do
   local node, score = lapsed[i], tonumber(lapsed[i + 1])
   if node ~= ARGV[1] then
