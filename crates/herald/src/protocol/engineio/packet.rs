@@ -90,7 +90,7 @@ impl<'a> Packet<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use proptest::prelude::*;
 
@@ -117,7 +117,9 @@ mod tests {
         (0u8..7, ".*")
     }
 
-    fn build(kind: u8, data: &str) -> Packet<'_> {
+    /// A packet of type `kind` (0–6) with `data` where its type carries any (shared with the
+    /// payload tests).
+    pub(in crate::protocol::engineio) fn build(kind: u8, data: &str) -> Packet<'_> {
         match kind {
             0 => Packet::Open(data),
             1 => Packet::Close,

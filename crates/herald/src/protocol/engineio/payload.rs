@@ -116,6 +116,7 @@ fn take_length_prefixed(input: &str) -> Result<(&str, &str), PayloadError> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::packet::tests::build;
     use super::*;
     use proptest::prelude::*;
 
@@ -179,18 +180,6 @@ mod tests {
     fn packets() -> impl Strategy<Value = Vec<(u8, String)>> {
         // Engine.IO 4 cannot carry the separator inside a packet, and no client sends it.
         proptest::collection::vec((0u8..7, "[^\u{1e}]*"), 1..6)
-    }
-
-    fn build(kind: u8, data: &str) -> Packet<'_> {
-        match kind {
-            0 => Packet::Open(data),
-            1 => Packet::Close,
-            2 => Packet::Ping(data),
-            3 => Packet::Pong(data),
-            4 => Packet::Message(data),
-            5 => Packet::Upgrade,
-            _ => Packet::Noop,
-        }
     }
 
     proptest! {
