@@ -74,7 +74,7 @@ impl ChannelWatcher for SubscriptionCounts {
     fn observe(&self, change: ChannelChange<'_>) {
         let channel = match change {
             ChannelChange::Counted(channel) if !self.cluster => channel,
-            ChannelChange::ClusterCounted(channel, _) if self.cluster => channel,
+            ChannelChange::ClusterCounted(channel) if self.cluster => channel,
             _ => return,
         };
         let name = visible_name(channel);

@@ -301,8 +301,8 @@ async fn write(mut queue: mpsc::Receiver<Task>, occupancy: Weak<Occupancy>, hub:
     }
 }
 
-/// One script call's results for its channels.
-type Outcomes = Vec<(i64, usize)>;
+/// One script call's results for its channels: what changed in each.
+type Outcomes = Vec<i64>;
 
 impl Occupancy {
     /// Does what the backlog holds, in order; what is done leaves it (a failure keeps the rest
@@ -373,7 +373,7 @@ impl Occupancy {
         Ok(())
     }
 
-    /// Writes `channels`' counts on this node; `tell_counts`: say each channel's new total.
+    /// Writes `channels`' counts on this node; `tell_counts`: say that each one's count changed.
     async fn write_counts(
         &self,
         connection: &mut redis::aio::MultiplexedConnection,
@@ -393,10 +393,10 @@ impl Occupancy {
                 invocation.key(counts).key(vacating).arg(*count);
             }
             let outcomes: Outcomes = invocation.invoke_async(connection).await?;
-            for ((channel, _), (change, total)) in chunk.iter().zip(outcomes) {
+            for ((channel, _), change) in chunk.iter().zip(outcomes) {
                 self.tell(hub, backlog, channel, change, now);
                 if tell_counts {
-                    hub.observe(ChannelChange::ClusterCounted(channel, total));
+                    hub.observe(ChannelChange::ClusterCounted(channel));
                 }
             }
         }
@@ -445,10 +445,10 @@ impl Occupancy {
             let Some(hub) = hub else {
                 continue;
             };
-            for (channel, (change, total)) in chunk.iter().zip(outcomes) {
+            for (channel, change) in chunk.iter().zip(outcomes) {
                 self.tell(hub, backlog, channel, change, now);
                 if change != 0 {
-                    hub.observe(ChannelChange::ClusterCounted(channel, total));
+                    hub.observe(ChannelChange::ClusterCounted(channel));
                 }
             }
         }

@@ -3,8 +3,8 @@
 -- KEYS[2i-1], KEYS[2i]: channel i's counts and vacating mark, as in occupancy_write.lua
 -- ARGV[1]: how long a vacating mark lasts (ms; 0: set none, nobody will confirm it)   ARGV[2]: '1' to keep only ARGV[3..] (the
 -- running nodes), '0' to remove only ARGV[3..] (one node's earlier run)
--- Returns, per channel, {change, total}: change 2 if the cluster vacated it, 4 if only its
--- counts changed, 0 if nothing did.
+-- Returns, per channel, what changed: 2 if the cluster vacated it, 4 if only its counts
+-- changed, 0 if nothing did.
 local listed = {}
 for i = 3, #ARGV do listed[ARGV[i]] = true end
 local keep_listed = ARGV[2] == '1'
@@ -25,8 +25,6 @@ for i = 1, #KEYS / 2 do
       change = 2
     end
   end
-  local total = 0
-  for _, n in ipairs(redis.call('HVALS', counts)) do total = total + tonumber(n) end
-  result[i] = {change, total}
+  result[i] = change
 end
 return result

@@ -5,9 +5,9 @@
 -- KEYS[2i]:   channel i's vacating mark, set while its vacancy waits to be told
 -- ARGV[1]: node id   ARGV[2]: how long a vacating mark lasts (ms)
 -- ARGV[2+i]: channel i's connections on this node
--- Returns, per channel, {change, total}: change 1 = occupied (the cluster's first connection),
+-- Returns, per channel, what changed: 1 = occupied (the cluster's first connection),
 -- 2 = vacated (its last), 3 = occupied again while vacating (a reload: nothing to tell),
--- 0 = nothing; total = connections on every node.
+-- 0 = nothing else.
 local node = ARGV[1]
 local result = {}
 for i = 1, #KEYS / 2 do
@@ -23,8 +23,6 @@ for i = 1, #KEYS / 2 do
     redis.call('SET', vacating, node, 'PX', ARGV[2])
     change = 2
   end
-  local total = 0
-  for _, n in ipairs(redis.call('HVALS', counts)) do total = total + tonumber(n) end
-  result[i] = {change, total}
+  result[i] = change
 end
 return result

@@ -106,8 +106,9 @@ pub enum ChannelChange<'a> {
     /// In a cluster: the channel lost its last subscriber on every node, and none came back
     /// within the leave delay (told by one node).
     ClusterVacated(&'a str),
-    /// In a cluster: the channel's subscribers on every node, after a change on this one.
-    ClusterCounted(&'a str, usize),
+    /// In a cluster: the channel's count changed, and this node wrote the change (read the
+    /// cluster's count later, off the subscribe path).
+    ClusterCounted(&'a str),
 }
 
 /// Told of channel changes (webhooks watch this way).

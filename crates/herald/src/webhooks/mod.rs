@@ -128,7 +128,7 @@ impl ChannelWatcher for Webhooks {
             ChannelChange::ClusterVacated(channel) => {
                 self.note_as(channel, WebhookEvent::Vacated, true)
             }
-            ChannelChange::ClusterCounted(..) => {}
+            ChannelChange::ClusterCounted(_) => {}
             ChannelChange::Occupied(channel) => self.note(channel, WebhookEvent::Occupied),
             ChannelChange::CacheMiss(channel) => self.note(channel, WebhookEvent::CacheMiss),
             ChannelChange::SubscriptionCount(channel, count) => {
