@@ -143,12 +143,14 @@ test('a client that stops reading is disconnected; the others get everything', a
   await waitSubscribed(herald, 'firehose', 2, API);
   slow._socket.pause(); // stop reading: the kernel buffers fill, then Herald's queue
   const slowClosed = new Promise((r) => slow.once('close', r));
-  // 2,000 × 20 KB = 40 MB: well past the kernel's socket buffers plus Herald's 1024-event queue.
-  const payload = 'p'.repeat(20000);
+  // 2,000 × 10 KB = 20 MB: well past the kernel's socket buffers plus Herald's queue (1 MiB,
+  // limits.maxQueueBytes), published 250 KB at a time so that a client that reads is never
+  // that far behind.
+  const payload = 'p'.repeat(10000);
   const total = 2000;
-  for (let i = 0; i < total; i += 50) {
+  for (let i = 0; i < total; i += 25) {
     const batch = [];
-    for (let j = i; j < i + 50; j++) batch.push(redis.publish('firehose', { event: 'App\\Events\\Ping', data: { j, payload }, socket: null }));
+    for (let j = i; j < i + 25; j++) batch.push(redis.publish('firehose', { event: 'App\\Events\\Ping', data: { j, payload }, socket: null }));
     await Promise.all(batch);
   }
   await got.waitFor(total, 30000);

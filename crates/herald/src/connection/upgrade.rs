@@ -16,9 +16,9 @@ pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// gathered at once).
 const WRITE_BATCH: usize = 8 * 1024;
 
-/// Largest message a client may send (a client event with its data, a subscription with its
-/// `channel_data`); a larger one closes the connection with 1009.
-const MAX_CLIENT_MESSAGE: usize = 128 * 1024;
+/// Largest message a Pusher client may send (a client event with its data, a subscription with
+/// its `channel_data`); a larger one closes the connection with 1009.
+pub const MAX_CLIENT_MESSAGE: usize = 128 * 1024;
 
 /// tungstenite's read buffer, allocated per connection up front: its default (128 KiB) would
 /// dwarf everything else a connection holds. With none, it reads a frame's header (at most
@@ -48,10 +48,14 @@ pub type Accepted = (
     Pin<Box<dyn Future<Output = Option<WebSocket>> + Send + 'static>>,
 );
 
-/// Accepts `request` as a WebSocket: the 101 answer to send, and the connection once hyper has
-/// switched protocols. A request that is not a WebSocket upgrade gets a 400 (426 for another
-/// WebSocket version) saying why.
-pub fn upgrade(request: &mut Request<Body>) -> Result<Accepted, Box<Response<Body>>> {
+/// Accepts `request` as a WebSocket whose client messages are at most `max_message` bytes
+/// (a larger one closes it with 1009): the 101 answer to send, and the connection once hyper
+/// has switched protocols. A request that is not a WebSocket upgrade gets a 400 (426 for
+/// another WebSocket version) saying why.
+pub fn upgrade(
+    request: &mut Request<Body>,
+    max_message: usize,
+) -> Result<Accepted, Box<Response<Body>>> {
     let headers = request.headers();
     if !has_token(headers, header::CONNECTION, "upgrade")
         || !has_token(headers, header::UPGRADE, "websocket")
@@ -95,8 +99,8 @@ pub fn upgrade(request: &mut Request<Body>) -> Result<Accepted, Box<Response<Bod
             // Frames go to the socket as they are fed: tungstenite's 128 KiB default would let
             // a burst leave that much buffer behind on a connection that then idles.
             .write_buffer_size(WRITE_BATCH)
-            .max_message_size(Some(MAX_CLIENT_MESSAGE))
-            .max_frame_size(Some(MAX_CLIENT_MESSAGE));
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
         Some(
             WebSocketStream::from_raw_socket(TokioIo::new(upgraded), Role::Server, Some(config))
                 .await,

@@ -50,7 +50,7 @@ fn app(
     if let Some(probes) = probes {
         api = api.merge(probes);
     }
-    let (socketio_layer, io) = socketio::build(&config.socketio, ctx);
+    let (socketio_layer, io) = socketio::build(&config.socketio, ctx.clone());
     let api = api.fallback(api::not_found).layer(from_fn_with_state(
         ExpressCompat::new(config),
         ExpressCompat::handle,
@@ -65,6 +65,7 @@ fn app(
         max_connections: config.limits.max_connections,
         io: io.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        core: ctx.clone(),
     };
     let router = Router::new()
         .fallback_service(socketio_and_api)
@@ -138,6 +139,7 @@ pub async fn run(
         occupancy.clone(),
         stopped_node,
     ));
+    let (stop_connections, shutdown) = tokio::sync::watch::channel(false);
     let ctx = Arc::new(SocketIoContext {
         hub: hub.clone(),
         authorizer: HttpAuthorizer::new(config)?,
@@ -145,6 +147,9 @@ pub async fn run(
         whispers: config.whispers,
         limits: config.limits,
         trusted_proxies: config.trusted_proxies.clone(),
+        options: config.socketio.clone(),
+        shutdown: shutdown.clone(),
+        open: Default::default(),
     });
     let redis_source = config.subscribers.redis.then(|| {
         RedisSource::new(
@@ -173,7 +178,6 @@ pub async fn run(
         }
     };
     let search_dirs = search_dirs(&loaded.source);
-    let (stop_pusher, shutdown) = tokio::sync::watch::channel(false);
     let pusher = Arc::new(PusherContext {
         hub: hub.clone(),
         presence: presence.clone(),
@@ -185,7 +189,7 @@ pub async fn run(
     });
     let (app, io) = app(
         config,
-        ctx,
+        ctx.clone(),
         pusher.clone(),
         search_dirs,
         main_probes,
@@ -259,12 +263,14 @@ pub async fn run(
     handle.graceful_shutdown(Some(config.shutdown_timeout));
     // 2. Close every Socket.IO connection properly, so clients reconnect elsewhere promptly.
     //    Pusher connections close with 4200 (reconnect at once).
-    let _ = stop_pusher.send(true);
+    //    Socket.IO sessions on the core close their websocket (clients see "transport close").
+    let _ = stop_connections.send(true);
     let _ = tokio::time::timeout_at(deadline, io.close()).await;
     let _ = tokio::time::timeout_at(deadline, &mut server).await;
-    while pusher.open.load(std::sync::atomic::Ordering::Relaxed) > 0
-        && tokio::time::Instant::now() < deadline
-    {
+    let open = |counter: &std::sync::atomic::AtomicUsize| {
+        counter.load(std::sync::atomic::Ordering::Relaxed)
+    };
+    while open(&pusher.open) + open(&ctx.open) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     // 3. Presence: nothing of this node may linger in a shared store. socketioxide does not

@@ -8,7 +8,8 @@ use super::socket_id::new_socket_id;
 use super::subscriber::PusherSubscriber;
 use super::users::{MAX_WATCHLIST, check_signin, watchlist_channel};
 use super::{ACTIVITY_TIMEOUT, PONG_TIMEOUT, PusherApp, PusherContext};
-use crate::connection::{Next, Outbox, WebSocket};
+use crate::connection::writer::{self, send, write_queued};
+use crate::connection::{Next, Outbox, WebSocket, until};
 use crate::console;
 use crate::hub::{
     ChannelChange, ChannelKind, Message as HubMessage, Publication, SocketId, Subscribed,
@@ -20,20 +21,12 @@ use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use crate::protocol::subscriptions::Subscriptions;
 use bytes::Bytes;
-use futures_util::{SinkExt, StreamExt};
+use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::time::Duration;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::tungstenite::protocol::CloseFrame;
-use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
-use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-/// Longest a single frame may take to write: a client whose TCP window stays shut this long is
-/// not reading, and is dropped.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves one upgraded connection to its end.
 pub(super) async fn run(
@@ -125,47 +118,8 @@ async fn refuse(mut websocket: WebSocket, code: Code, message: &str) {
 async fn say_and_close(websocket: &mut WebSocket, code: Code, message: &str) {
     let _ = send(websocket, frames::error(Some(code.code), message)).await;
     if code.closes {
-        close(websocket, code.code, message).await;
+        writer::close(websocket, code.code, message).await;
     }
-}
-
-async fn close(websocket: &mut WebSocket, code: u16, reason: &str) {
-    // A close reason is at most 123 bytes: cut at a character boundary.
-    let mut end = reason.len().min(123);
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: Utf8Bytes::from(reason[..end].to_owned()),
-    };
-    let _ = tokio::time::timeout(WRITE_TIMEOUT, websocket.close(Some(frame))).await;
-}
-
-/// Writes one text frame; false if the client is gone or too slow to take it.
-async fn send(websocket: &mut WebSocket, frame: Bytes) -> bool {
-    let Ok(text) = Utf8Bytes::try_from(frame) else {
-        return true; // never built by Herald: frames are serialised JSON
-    };
-    matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, websocket.send(Message::Text(text))).await,
-        Ok(Ok(()))
-    )
-}
-
-/// Writes `first` and every frame queued behind it, then flushes once; false if the client is
-/// gone. No timer of its own: the caller races it against the queue's overflow and silence.
-async fn write_queued(websocket: &mut WebSocket, first: Bytes, outbox: &Outbox) -> bool {
-    let mut next = Some(first);
-    while let Some(frame) = next {
-        if let Ok(text) = Utf8Bytes::try_from(frame)
-            && websocket.feed(Message::Text(text)).await.is_err()
-        {
-            return false;
-        }
-        next = outbox.pop();
-    }
-    websocket.flush().await.is_ok()
 }
 
 /// What woke the connection's task.
@@ -665,14 +619,6 @@ impl Connection {
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         metrics().connected.get_or_create(&PUSHER).dec();
         metrics().new_disconnections.get_or_create(&PUSHER).inc();
-    }
-}
-
-/// Resolves when `deadline` passes; never if there is none.
-async fn until(deadline: &mut Option<std::pin::Pin<Box<tokio::time::Sleep>>>) {
-    match deadline {
-        Some(deadline) => deadline.as_mut().await,
-        None => std::future::pending().await,
     }
 }
 

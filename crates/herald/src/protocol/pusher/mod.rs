@@ -62,10 +62,11 @@ async fn accept(
     RawQuery(query): RawQuery,
     mut request: Request<Body>,
 ) -> Response<Body> {
-    let (response, websocket) = match crate::connection::upgrade(&mut request) {
-        Ok(accepted) => accepted,
-        Err(refused) => return *refused,
-    };
+    let (response, websocket) =
+        match crate::connection::upgrade(&mut request, crate::connection::MAX_CLIENT_MESSAGE) {
+            Ok(accepted) => accepted,
+            Err(refused) => return *refused,
+        };
     let protocol = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(name, _)| name == "protocol")
         .map(|(_, value)| value.parse::<u32>().unwrap_or(0));

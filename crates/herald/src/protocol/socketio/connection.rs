@@ -1,32 +1,96 @@
 //! One Socket.IO connection: Echo's `subscribe` / `unsubscribe` / `client event`, channel
-//! authorization, presence, and leaving everything on disconnect.
+//! authorization, presence, and leaving everything on disconnect. The same handlers serve a
+//! socket of Herald's own core ([`super::core_socket`]) and one of socketioxide's, through
+//! the small [`EchoSocket`] trait.
 
 use super::SocketIoContext;
 use super::events::{ChannelRequest, WhisperRequest, parse_channel_request, parse_whisper};
 use super::in_order::InOrder;
-use super::subscriber::{SocketIoSubscriber, emit_to};
+use super::subscriber::{SocketIoSubscriber, event_name, socketio_args};
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
 use crate::hub::{
-    ChannelChange, ChannelKind, Fanout, Member, Publication, SocketId, is_cache_channel,
-    validate_subscription,
+    ChannelChange, ChannelKind, Fanout, Member, Publication, SocketId, Subscriber,
+    is_cache_channel, validate_subscription,
 };
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use crate::protocol::subscriptions::Subscriptions;
+use serde::Serialize;
 use serde_json::{Value, json};
 use socketioxide::SocketIo;
 use socketioxide::extract::SocketRef;
 use socketioxide::socket::DisconnectReason;
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// What Echo's handlers need of a socket: send it an event, and (for socketioxide, whose
+/// fan-out reaches rooms) keep it in a channel's room.
+pub(super) trait EchoSocket: Clone + Send + Sync + 'static {
+    /// Sends `event` with `args`, a tuple whose elements are the event's arguments. Never
+    /// waits; a socket that is gone or too slow drops it.
+    fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T);
+    /// Joins `channel`'s room, just before the Hub subscription.
+    fn join_room(&self, _channel: &str) {}
+    /// Leaves `channel`'s room, just after the Hub forgot the socket.
+    fn leave_room(&self, _channel: &str) {}
+}
+
+impl EchoSocket for SocketRef {
+    fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) {
+        let socket: &socketioxide::socket::Socket = self;
+        let _ = socket.emit(event, args);
+    }
+
+    fn join_room(&self, channel: &str) {
+        self.join(channel.to_owned());
+    }
+
+    fn leave_room(&self, channel: &str) {
+        self.leave(channel.to_owned());
+    }
+}
+
+/// What a connection keeps of the request that opened it, for its auth requests.
+pub(super) struct Handshake {
+    /// `Cookie`, passed on to the auth endpoint.
+    pub cookie: Option<String>,
+    /// `Referer`: which auth host to ask, and passed on.
+    pub referer: Option<String>,
+    /// `X-Forwarded-For` for auth requests: the client's real address.
+    pub forwarded_for: Option<String>,
+}
+
+impl Handshake {
+    /// Read from the opening request's headers and extensions (the peer address).
+    pub(super) fn of(
+        ctx: &SocketIoContext,
+        extensions: &http::Extensions,
+        headers: &http::HeaderMap,
+    ) -> Handshake {
+        let header = |name: http::HeaderName| {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
+        Handshake {
+            cookie: header(http::header::COOKIE),
+            referer: header(http::header::REFERER),
+            forwarded_for: ctx
+                .trusted_proxies
+                .client_of(extensions, headers)
+                .map(|client| client.forwarded_for),
+        }
+    }
+}
+
 /// What one connection holds while it is open.
-struct Connection {
+pub(super) struct Connection<S> {
     id: SocketId,
     ctx: Arc<SocketIoContext>,
-    subscriber: Arc<SocketIoSubscriber>,
+    subscriber: Arc<dyn Subscriber>,
     /// `None` once the socket is gone, so work that finishes after the disconnect (an auth
     /// answer, a presence write) cannot leave anything behind.
     state: Mutex<Option<Subscriptions>>,
@@ -37,6 +101,7 @@ struct Connection {
     whispers: Mutex<RateLimiter>,
     /// This connection's share of authorization requests in flight.
     auth_slots: ConnectionSlots,
+    socket: std::marker::PhantomData<fn(S)>,
 }
 
 /// Registers a new socket with the Hub and wires its handlers.
@@ -52,33 +117,10 @@ pub(super) fn on_connect(
     io: SocketIo,
     fanout: Arc<dyn Fanout>,
 ) {
-    let id = SocketId::new(socket.id.as_str());
-    ctx.hub.connection_opened();
-    metrics().connected.get_or_create(&SOCKETIO).inc();
-    metrics().new_connections.get_or_create(&SOCKETIO).inc();
     let parts = socket.req_parts();
-    let headers = &parts.headers;
-    let forwarded_for = ctx
-        .trusted_proxies
-        .client_of(&parts.extensions, headers)
-        .map(|client| client.forwarded_for);
-    let header = |name: http::HeaderName| {
-        headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned)
-    };
-    let connection = Arc::new(Connection {
-        subscriber: Arc::new(SocketIoSubscriber::new(&socket, io, fanout)),
-        handshake_cookie: header(http::header::COOKIE),
-        referer: header(http::header::REFERER),
-        forwarded_for,
-        whispers: Mutex::new(RateLimiter::per_second(ctx.whispers.rate_per_second)),
-        auth_slots: ctx.authorizer.connection_slots(),
-        id,
-        ctx,
-        state: Mutex::new(Some(Subscriptions::default())),
-    });
+    let handshake = Handshake::of(&ctx, &parts.extensions, &parts.headers);
+    let subscriber = Arc::new(SocketIoSubscriber::new(&socket, io, fanout));
+    let connection = Connection::<SocketRef>::open(ctx, subscriber, handshake);
 
     let c = connection.clone();
     socket.on(
@@ -88,12 +130,7 @@ pub(super) fn on_connect(
     let c = connection.clone();
     socket.on(
         "unsubscribe",
-        InOrder(
-            move |socket: &SocketRef, payload| match parse_channel_request(payload) {
-                Ok(request) => c.leave(socket, &request.channel, "unsubscribed"),
-                Err(e) => c.log(format_args!("sent an unusable unsubscribe: {e}")),
-            },
-        ),
+        InOrder(move |socket: &SocketRef, payload| c.unsubscribe(socket, payload)),
     );
     let c = connection.clone();
     socket.on(
@@ -104,14 +141,14 @@ pub(super) fn on_connect(
     socket.on_disconnect(async move |reason: DisconnectReason| c.close(leave_reason(reason)));
 }
 
-impl Drop for Connection {
+impl<S> Drop for Connection<S> {
     /// The last owner was the socket: if its disconnect handler never ran, release here.
     fn drop(&mut self) {
         self.close("transport close");
     }
 }
 
-impl Connection {
+impl<S> Connection<S> {
     /// A devMode line about this connection: `<id> <message>`.
     fn log(&self, message: std::fmt::Arguments<'_>) {
         console::dev_for(self.id.as_str(), &format!("{} {message}", self.id));
@@ -121,7 +158,68 @@ impl Connection {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn subscribe(self: &Arc<Self>, socket: &SocketRef, payload: Value) {
+    /// Releases everything once: the channels (socketioxide empties the socket's rooms itself),
+    /// presence, and the connection's count. Later calls do nothing.
+    pub(super) fn close(&self, reason: &str) {
+        let Some(mut state) = self.state().take() else {
+            return;
+        };
+        for channel in state.take_joined() {
+            self.left(channel, reason);
+        }
+        self.ctx.hub.connection_closed();
+        metrics().connected.get_or_create(&SOCKETIO).dec();
+        metrics().new_disconnections.get_or_create(&SOCKETIO).inc();
+    }
+
+    /// After the channel is gone from `state`: out of the Hub, then out of presence.
+    fn left(&self, channel: String, reason: &str) {
+        self.ctx.hub.unsubscribe(&channel, &self.id);
+        self.log(format_args!("left channel: {channel} ({reason})"));
+        if ChannelKind::of(&channel) == ChannelKind::Presence {
+            // A connection dropped outside the runtime (never, in Herald) cannot reach the
+            // store; its entry is pruned as a member not connected here.
+            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+                runtime.spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));
+            }
+        }
+    }
+}
+
+impl<S: EchoSocket> Connection<S> {
+    /// Counts a new connection, known to the Hub as `subscriber`.
+    pub(super) fn open(
+        ctx: Arc<SocketIoContext>,
+        subscriber: Arc<dyn Subscriber>,
+        handshake: Handshake,
+    ) -> Arc<Connection<S>> {
+        ctx.hub.connection_opened();
+        metrics().connected.get_or_create(&SOCKETIO).inc();
+        metrics().new_connections.get_or_create(&SOCKETIO).inc();
+        Arc::new(Connection {
+            id: subscriber.socket_id().clone(),
+            subscriber,
+            handshake_cookie: handshake.cookie,
+            referer: handshake.referer,
+            forwarded_for: handshake.forwarded_for,
+            whispers: Mutex::new(RateLimiter::per_second(ctx.whispers.rate_per_second)),
+            auth_slots: ctx.authorizer.connection_slots(),
+            ctx,
+            state: Mutex::new(Some(Subscriptions::default())),
+            socket: std::marker::PhantomData,
+        })
+    }
+
+    /// Echo's `unsubscribe`.
+    pub(super) fn unsubscribe(&self, socket: &S, payload: Value) {
+        match parse_channel_request(payload) {
+            Ok(request) => self.leave(socket, &request.channel, "unsubscribed"),
+            Err(e) => self.log(format_args!("sent an unusable unsubscribe: {e}")),
+        }
+    }
+
+    /// Echo's `subscribe`.
+    pub(super) fn subscribe(self: &Arc<Self>, socket: &S, payload: Value) {
         let request = match parse_channel_request(payload) {
             Ok(request) => request,
             Err(e) => {
@@ -169,7 +267,7 @@ impl Connection {
 
     /// Joins `channel` in the Hub unless the socket is gone, or `ticket` is no longer the
     /// latest request for it. Returns whether it joined.
-    fn join(&self, socket: &SocketRef, channel: &str, ticket: Option<u64>) -> bool {
+    fn join(&self, socket: &S, channel: &str, ticket: Option<u64>) -> bool {
         let mut state = self.state();
         let Some(state) = state.as_mut() else {
             return false;
@@ -180,13 +278,13 @@ impl Connection {
             return false;
         }
         // The room first: a publication found through the Hub is broadcast to the room.
-        socket.join(channel.to_owned());
+        socket.join_room(channel);
         self.ctx.hub.subscribe(channel, self.subscriber.clone());
         state.join(channel);
         true
     }
 
-    async fn authorize(self: Arc<Self>, socket: SocketRef, request: ChannelRequest, ticket: u64) {
+    async fn authorize(self: Arc<Self>, socket: S, request: ChannelRequest, ticket: u64) {
         let channel = request.channel.clone();
         let referer = self.referer.as_deref();
         let url = self.ctx.authorizer.url_for(referer);
@@ -237,7 +335,7 @@ impl Connection {
         }
     }
 
-    fn refused(&self, socket: &SocketRef, channel: &str, ticket: u64, refusal: Refusal, url: &str) {
+    fn refused(&self, socket: &S, channel: &str, ticket: u64, refusal: Refusal, url: &str) {
         {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
@@ -255,7 +353,7 @@ impl Connection {
         refuse(socket, channel, refusal.status, &refusal.reason);
     }
 
-    async fn join_presence(&self, socket: &SocketRef, channel: &str, channel_data: Option<Value>) {
+    async fn join_presence(&self, socket: &S, channel: &str, channel_data: Option<Value>) {
         let presence = &self.ctx.presence;
         let data = channel_data.unwrap_or(Value::Null);
         match presence
@@ -264,7 +362,7 @@ impl Connection {
         {
             Ok(joined) => {
                 let members: Vec<Member> = joined.members.iter().map(|m| m.public()).collect();
-                let _ = socket.emit("presence:subscribed", &(channel, members));
+                socket.emit("presence:subscribed", &(channel, members));
                 // The socket may have gone while the store was written: undo, so nobody
                 // keeps seeing a member that is not there.
                 let user_id = Arc::from(joined.member.user_key());
@@ -298,12 +396,16 @@ impl Connection {
 
     /// Right after joining a cache channel: its last event (Socket.IO has no cache-miss
     /// event; the `cache_miss` webhook still fires).
-    fn send_cached(&self, socket: &SocketRef, channel: &str) {
+    fn send_cached(&self, socket: &S, channel: &str) {
         if !is_cache_channel(channel) {
             return;
         }
         match self.ctx.hub.cached(channel) {
-            Some((last, _)) => emit_to(socket, &last),
+            Some((last, _)) => {
+                if let Some(event) = event_name(&last) {
+                    socket.emit(event, &socketio_args(&last));
+                }
+            }
             None => self.ctx.hub.observe(ChannelChange::CacheMiss(channel)),
         }
     }
@@ -321,7 +423,7 @@ impl Connection {
         self.state().as_ref()?.member_of(channel)
     }
 
-    fn leave(&self, socket: &SocketRef, channel: &str, reason: &str) {
+    fn leave(&self, socket: &S, channel: &str, reason: &str) {
         let was_joined = {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
@@ -330,38 +432,12 @@ impl Connection {
         if was_joined {
             self.left(channel.to_owned(), reason);
             // The room last: until the Hub forgot the socket, a publication may reach it.
-            socket.leave(channel.to_owned());
+            socket.leave_room(channel);
         }
     }
 
-    /// Releases everything once: the channels (socketioxide empties the socket's rooms itself),
-    /// presence, and the connection's count. Later calls do nothing.
-    fn close(&self, reason: &str) {
-        let Some(mut state) = self.state().take() else {
-            return;
-        };
-        for channel in state.take_joined() {
-            self.left(channel, reason);
-        }
-        self.ctx.hub.connection_closed();
-        metrics().connected.get_or_create(&SOCKETIO).dec();
-        metrics().new_disconnections.get_or_create(&SOCKETIO).inc();
-    }
-
-    /// After the channel is gone from `state`: out of the Hub, then out of presence.
-    fn left(&self, channel: String, reason: &str) {
-        self.ctx.hub.unsubscribe(&channel, &self.id);
-        self.log(format_args!("left channel: {channel} ({reason})"));
-        if ChannelKind::of(&channel) == ChannelKind::Presence {
-            // A connection dropped outside the runtime (never, in Herald) cannot reach the
-            // store; its entry is pruned as a member not connected here.
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(leave_presence(self.ctx.clone(), channel, self.id.clone()));
-            }
-        }
-    }
-
-    fn whisper(&self, socket: &SocketRef, payload: Value) {
+    /// Echo's `client event` (a whisper).
+    pub(super) fn whisper(&self, socket: &S, payload: Value) {
         let request = match parse_whisper(payload) {
             Ok(request) => request,
             Err(e) => {
@@ -375,7 +451,7 @@ impl Connection {
                 request.event, request.channel
             ));
             let detail = json!({"event": request.event, "reason": reason.to_string()});
-            let _ = socket.emit("whisper_error", &(&request.channel, detail));
+            socket.emit("whisper_error", &(&request.channel, detail));
             return;
         }
         let publication = Publication::new(
@@ -408,9 +484,9 @@ async fn leave_presence(ctx: Arc<SocketIoContext>, channel: String, socket_id: S
 
 /// `subscription_error(channel, status, {status, reason})`: laravel-echo-server's two
 /// arguments, plus a third that says why (existing listeners ignore it).
-fn refuse(socket: &SocketRef, channel: &str, status: u16, reason: &str) {
+fn refuse(socket: &impl EchoSocket, channel: &str, status: u16, reason: &str) {
     let detail = json!({ "status": status, "reason": reason });
-    let _ = socket.emit("subscription_error", &(channel, status, detail));
+    socket.emit("subscription_error", &(channel, status, detail));
 }
 
 /// The reason strings laravel-echo-server logs on leave (socket.io 2.x's names).

@@ -3,8 +3,11 @@
 //! sessions apart: the connection limit counted when a session opens, sealed session ids for
 //! Engine.IO 4 and client-bound sessions for Engine.IO 3 ([`super::session`]).
 
+use super::SocketIoContext;
+use super::connection::Handshake;
 use super::session::{EngineQuery, SessionSeal, seal_open_packet, with_sid};
-use crate::config::SocketIoOptions;
+use super::websocket_session::{self, Eio};
+use crate::config::{SocketIoOptions, Transport};
 use crate::hub::Hub;
 use crate::peer::TrustedProxies;
 use axum::body::Body;
@@ -36,6 +39,7 @@ struct Inner {
     io: SocketIo,
     seal: SessionSeal,
     trusted_proxies: TrustedProxies,
+    core: Arc<SocketIoContext>,
 }
 
 /// What the layer needs besides the `socketio` options.
@@ -50,6 +54,8 @@ pub struct SessionGuard {
     pub io: SocketIo,
     /// Whose forwarded address is believed.
     pub trusted_proxies: TrustedProxies,
+    /// What sessions on Herald's own core share.
+    pub core: Arc<SocketIoContext>,
 }
 
 impl SocketIoHttpLayer {
@@ -65,6 +71,7 @@ impl SocketIoHttpLayer {
                 io: guard.io,
                 seal: SessionSeal::new()?,
                 trusted_proxies: guard.trusted_proxies,
+                core: guard.core,
             }),
         })
     }
@@ -113,11 +120,16 @@ impl SocketIoHttpLayer {
             return response;
         }
         // This request opens a session.
-        if !inner.origin_allowed(origin.as_ref()) {
+        if !origin_allowed(inner.options.origins.as_deref(), origin.as_ref()) {
             return forbidden();
         }
         if !inner.hub.reserve_connection(inner.max_connections) {
             return at_capacity(inner.max_connections);
+        }
+        if let Some(eio) = inner.on_core(&query) {
+            let mut response = inner.open_on_core(req, eio);
+            add_cors(response.headers_mut(), origin.as_ref());
+            return response;
         }
         let mut response = next.run(detach_from_read_buffer(req)).await;
         let status = response.status();
@@ -135,6 +147,43 @@ impl SocketIoHttpLayer {
 }
 
 impl Inner {
+    /// The Engine.IO revision of a session that opens on the core: one that opens on a
+    /// websocket (polling sessions, and their upgrade, are socketioxide's).
+    fn on_core(&self, query: &EngineQuery<'_>) -> Option<Eio> {
+        if query.transport != Some("websocket")
+            || !self.options.transports.contains(&Transport::Websocket)
+        {
+            return None;
+        }
+        match query.eio {
+            Some("3") => Some(Eio::V3),
+            Some("4") => Some(Eio::V4),
+            _ => None, // socketioxide says which revisions it serves
+        }
+    }
+
+    /// Upgrades `req` and serves the session on the core; its reservation is given back if
+    /// the upgrade fails.
+    fn open_on_core(&self, mut req: Request, eio: Eio) -> Response {
+        let handshake = Handshake::of(&self.core, req.extensions(), req.headers());
+        let max_message = usize::try_from(self.options.max_http_buffer_size).unwrap_or(usize::MAX);
+        let (response, websocket) = match crate::connection::upgrade(&mut req, max_message) {
+            Ok(accepted) => accepted,
+            Err(refused) => {
+                self.hub.release_reservation();
+                return *refused;
+            }
+        };
+        let ctx = self.core.clone();
+        tokio::spawn(async move {
+            match websocket.await {
+                Some(websocket) => websocket_session::run(ctx, websocket, eio, handshake).await,
+                None => ctx.hub.release_reservation(),
+            }
+        });
+        response
+    }
+
     /// Whether an Engine.IO 4 session id may be one of this process's: every id it hands out
     /// is sealed with its own key, so one that does not open (and is not a bare id, refused
     /// below) was opened elsewhere — another node, or an earlier run.
@@ -153,8 +202,13 @@ impl Inner {
             .ok()
             .and_then(|sid| self.io.get_socket(sid))
         else {
-            // No such connection (yet): Engine.IO answers "Session ID unknown" itself, or
-            // serves a session whose id nobody else has seen.
+            // An upgrade comes after a poll, when the socket exists: one naming no socket
+            // names a session of the core (never upgraded) or none at all.
+            if EngineQuery::parse(req.uri().query()).transport == Some("websocket") {
+                return None;
+            }
+            // A poll naming no connection (yet): Engine.IO answers "Session ID unknown"
+            // itself, or serves a session whose id nobody else has seen.
             return Some(req);
         };
         let allowed = match socket.protocol() {
@@ -218,29 +272,30 @@ impl Inner {
                 .into_response(),
         }
     }
+}
 
-    /// engine.io 3's `origins` check: `host:port` patterns where either side may be `*`.
-    fn origin_allowed(&self, origin: Option<&HeaderValue>) -> bool {
-        let Some(patterns) = &self.options.origins else {
-            return true;
-        };
-        let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
-            return true; // non-browser clients send no Origin; engine.io 3 let them in
-        };
-        let (scheme, authority) = origin.split_once("://").unwrap_or(("http", origin));
-        let (host, port) = match authority.rsplit_once(':') {
-            Some((h, p)) => (h, p.to_owned()),
-            None => (
-                authority,
-                if scheme == "https" { "443" } else { "80" }.to_owned(),
-            ),
-        };
-        patterns.iter().any(|pattern| {
-            let (ph, pp) = pattern.rsplit_once(':').unwrap_or((pattern, "*"));
-            let ph = ph.split_once("://").map_or(ph, |(_, h)| h);
-            (ph == "*" || ph == host) && (pp == "*" || pp == port)
-        })
-    }
+/// engine.io 3's `origins` check: `host:port` patterns where either side may be `*`; `None`
+/// allows every origin.
+fn origin_allowed(origins: Option<&[String]>, origin: Option<&HeaderValue>) -> bool {
+    let Some(patterns) = origins else {
+        return true;
+    };
+    let Some(origin) = origin.and_then(|o| o.to_str().ok()) else {
+        return true; // non-browser clients send no Origin; engine.io 3 let them in
+    };
+    let (scheme, authority) = origin.split_once("://").unwrap_or(("http", origin));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) => (h, p.to_owned()),
+        None => (
+            authority,
+            if scheme == "https" { "443" } else { "80" }.to_owned(),
+        ),
+    };
+    patterns.iter().any(|pattern| {
+        let (ph, pp) = pattern.rsplit_once(':').unwrap_or((pattern, "*"));
+        let ph = ph.split_once("://").map_or(ph, |(_, h)| h);
+        (ph == "*" || ph == host) && (pp == "*" || pp == port)
+    })
 }
 
 /// Where the socket.io client bundle is: `socketio.clientPath`, else the first
@@ -422,28 +477,17 @@ mod tests {
 
     #[test]
     fn origins_patterns() {
-        let options = SocketIoOptions {
-            origins: Some(vec!["app.test:*".into(), "*:8080".into()]),
-            ..crate::config::Config::embedded_defaults().socketio
-        };
-        let (_, io) = SocketIo::new_layer();
-        let guard = SessionGuard {
-            search_dirs: vec![],
-            hub: Arc::new(Hub::new()),
-            max_connections: 10,
-            io,
-            trusted_proxies: TrustedProxies::default(),
-        };
-        let layer = SocketIoHttpLayer::new(options, guard).expect("layer");
-        let ok = |o: &str| {
-            layer
-                .inner
-                .origin_allowed(Some(&HeaderValue::from_str(o).expect("hv")))
-        };
+        let origins = vec!["app.test:*".to_owned(), "*:8080".to_owned()];
+        let ok =
+            |o: &str| origin_allowed(Some(&origins), Some(&HeaderValue::from_str(o).expect("hv")));
         assert!(ok("https://app.test"));
         assert!(ok("http://other.test:8080"));
         assert!(!ok("http://evil.test"));
-        assert!(layer.inner.origin_allowed(None));
+        assert!(origin_allowed(Some(&origins), None));
+        assert!(origin_allowed(
+            None,
+            Some(&HeaderValue::from_static("http://x"))
+        ));
     }
 
     proptest::proptest! {

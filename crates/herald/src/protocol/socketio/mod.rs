@@ -1,12 +1,16 @@
 //! laravel-echo-server's protocol: Echo events over Socket.IO (socket.io-client 2.x on
-//! Engine.IO v3, and 3.x/4.x on Engine.IO v4, on the same path), built on socketioxide.
+//! Engine.IO v3, and 3.x/4.x on Engine.IO v4, on the same path). Sessions that open on a
+//! websocket run on Herald's own connection core (`websocket_session.rs`); HTTP long-polling
+//! sessions and their upgrade still run on socketioxide, with the same Echo handlers.
 
 mod connection;
+mod core_socket;
 mod events;
 mod http_layer;
 mod in_order;
 mod session;
 mod subscriber;
+mod websocket_session;
 
 pub use events::is_reserved_event_name;
 pub use http_layer::{SessionGuard, SocketIoHttpLayer, client_bundle_path};
@@ -42,6 +46,12 @@ pub struct SocketIoContext {
     pub limits: Limits,
     /// Whose `X-Forwarded-For` is believed when telling Laravel who the client is.
     pub trusted_proxies: crate::peer::TrustedProxies,
+    /// The `socketio` options (heartbeats, payload size) of sessions on the core.
+    pub options: SocketIoOptions,
+    /// Turns true when the server shuts down: sessions on the core close.
+    pub shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Sessions open on the core now (the shutdown waits for them to close).
+    pub open: std::sync::atomic::AtomicUsize,
 }
 
 /// Builds the socketioxide layer from `socketio` options and attaches Echo's event handlers.

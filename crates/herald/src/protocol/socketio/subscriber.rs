@@ -139,13 +139,6 @@ impl SocketIoFanout {
     }
 }
 
-/// Emits `publication` to one socket (a cache channel's last event, to a new subscriber).
-pub(super) fn emit_to(socket: &SocketRef, publication: &Publication) {
-    if let Some(event) = event_name(publication) {
-        let _ = socket.emit(event, &socketio_args(publication));
-    }
-}
-
 /// Disconnects `socket` if its send queue is full (it cannot take even a tiny event).
 fn disconnect_if_full(socket: SocketRef) {
     let full = matches!(
@@ -163,7 +156,7 @@ fn disconnect_if_full(socket: SocketRef) {
 }
 
 /// The Socket.IO event name of a publication, or `None` if Socket.IO cannot carry it.
-fn event_name(publication: &Publication) -> Option<&str> {
+pub(super) fn event_name(publication: &Publication) -> Option<&str> {
     match &publication.message {
         Message::Event { name, .. } if is_reserved_event_name(name) => {
             // Said here, where it is skipped: Pusher clients on the channel do receive it.
@@ -184,7 +177,7 @@ fn event_name(publication: &Publication) -> Option<&str> {
 /// The second argument of a Socket.IO emit: the event's data as received, or the member.
 #[derive(serde::Serialize)]
 #[serde(untagged)]
-enum Payload<'a> {
+pub(super) enum Payload<'a> {
     Data(&'a RawValue),
     Member(&'a Member),
     /// For what Socket.IO never emits ([`event_name`] is `None` for it): `null`.
@@ -192,7 +185,7 @@ enum Payload<'a> {
 }
 
 /// `(channel, payload)`, the arguments Echo's listeners receive.
-fn socketio_args(publication: &Publication) -> (&str, Payload<'_>) {
+pub(super) fn socketio_args(publication: &Publication) -> (&str, Payload<'_>) {
     let payload = match &publication.message {
         Message::Event { data, .. } => Payload::Data(data),
         Message::MemberAdded(member) | Message::MemberRemoved(member) => Payload::Member(member),

@@ -1,0 +1,120 @@
+//! A Socket.IO socket on Herald's own connection core: its id and its queue, shared by the
+//! Hub (as the subscriber it delivers to) and by Echo's handlers (as the socket they emit to).
+//! Nothing in it points back at the connection's task.
+//!
+//! A publication is encoded once per publish as the Engine.IO message packet
+//! `42["<event>","<channel>",<data>]` — the same text for Engine.IO 3 and 4 — and the same
+//! bytes are queued for every Socket.IO recipient on the core.
+
+use super::connection::EchoSocket;
+use super::subscriber::{event_name, socketio_args};
+use crate::connection::{Outbox, Refused};
+use crate::hub::{Delivery, Frames, Publication, SocketId, Subscriber, WireFormat};
+use bytes::Bytes;
+use serde::Serialize;
+use std::sync::Arc;
+
+/// Socket.IO's key in the Hub's `Frames`.
+const SOCKETIO: WireFormat = "socket.io";
+
+/// One socket: the id Laravel and other clients know it by, and its queue of packets.
+pub(super) struct CoreSocket {
+    pub(super) id: SocketId,
+    pub(super) outbox: Arc<Outbox>,
+}
+
+impl Subscriber for CoreSocket {
+    fn socket_id(&self) -> &SocketId {
+        &self.id
+    }
+
+    fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery {
+        let Some(frame) = frames.get_or_encode(SOCKETIO, || publication_packet(publication)) else {
+            return Delivery::Skipped;
+        };
+        match self.outbox.push(frame) {
+            Ok(()) => Delivery::Queued,
+            Err(Refused::Overflow) => Delivery::Overflow,
+            Err(Refused::Closed) => Delivery::Closed,
+        }
+    }
+}
+
+impl EchoSocket for Arc<CoreSocket> {
+    fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) {
+        if let Some(packet) = event_packet(event, args) {
+            // A refusal means the socket is already closing (gone, or too slow).
+            let _ = self.outbox.push(packet);
+        }
+    }
+}
+
+/// The packet that carries `publication` to Echo, or `None` if Socket.IO cannot carry it.
+fn publication_packet(publication: &Publication) -> Option<Bytes> {
+    event_packet(event_name(publication)?, &socketio_args(publication))
+}
+
+/// `42["<event>",<args>…]`: an Engine.IO message carrying a Socket.IO event in the default
+/// namespace. `args` is a tuple (each element one argument) or a single argument.
+pub(super) fn event_packet<T: Serialize + ?Sized>(event: &str, args: &T) -> Option<Bytes> {
+    let mut packet = Vec::with_capacity(64);
+    packet.extend_from_slice(b"42[");
+    serde_json::to_writer(&mut packet, event).ok()?;
+    let args = serde_json::to_vec(args).ok()?;
+    match args.as_slice() {
+        b"[]" => {}
+        [b'[', inner @ .., b']'] => {
+            packet.push(b',');
+            packet.extend_from_slice(inner);
+        }
+        single => {
+            packet.push(b',');
+            packet.extend_from_slice(single);
+        }
+    }
+    packet.push(b']');
+    Some(Bytes::from(packet))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::engineio::{Packet, SocketPacket};
+
+    #[test]
+    fn tuples_become_arguments() {
+        let packet = event_packet("presence:subscribed", &("presence-a", [1, 2])).expect("packet");
+        assert_eq!(
+            &packet[..],
+            br#"42["presence:subscribed","presence-a",[1,2]]"#
+        );
+        assert_eq!(
+            &event_packet("ping", &()).expect("packet")[..],
+            br#"42["ping",null]"#
+        );
+        assert_eq!(
+            &event_packet("one", &"x").expect("packet")[..],
+            br#"42["one","x"]"#
+        );
+        assert_eq!(
+            &event_packet("none", &[0u8; 0]).expect("packet")[..],
+            br#"42["none"]"#
+        );
+    }
+
+    #[test]
+    fn publications_read_back_as_echo_reads_them() {
+        let data = serde_json::value::to_raw_value(&serde_json::json!({"id": 7})).expect("raw");
+        let publication = Publication::new("orders", "App\\Events\\Shipped", data, None);
+        let packet = publication_packet(&publication).expect("packet");
+        let text = std::str::from_utf8(&packet).expect("utf8");
+        let Ok(Packet::Message(message)) = Packet::parse(text) else {
+            panic!("a message packet: {text}");
+        };
+        let event = SocketPacket::parse(message)
+            .and_then(|p| p.event())
+            .expect("an event");
+        assert_eq!(event.name, "App\\Events\\Shipped");
+        assert_eq!(event.args, [r#""orders""#, r#"{"id":7}"#]);
+    }
+}
