@@ -7,7 +7,7 @@ mod upgrade;
 pub mod writer;
 
 pub use outbox::{MAX_QUEUED_FRAMES, Next, Outbox, Refused};
-pub use upgrade::{Accepted, MAX_CLIENT_MESSAGE, WebSocket, upgrade};
+pub use upgrade::{Accepted, MAX_CLIENT_MESSAGE, Upgrading, WebSocket, upgrade};
 
 /// Resolves when `deadline` passes; never if there is none (a timer only some connections
 /// need, boxed so the others carry 8 bytes).

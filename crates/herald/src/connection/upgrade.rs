@@ -42,11 +42,11 @@ fn refusal(status: StatusCode, reason: &'static str) -> Response<Body> {
     response
 }
 
+/// The connection once hyper has switched protocols (`None` if the switch failed).
+pub type Upgrading = Pin<Box<dyn Future<Output = Option<WebSocket>> + Send + 'static>>;
+
 /// The 101 answer, and the connection once hyper has switched protocols.
-pub type Accepted = (
-    Response<Body>,
-    Pin<Box<dyn Future<Output = Option<WebSocket>> + Send + 'static>>,
-);
+pub type Accepted = (Response<Body>, Upgrading);
 
 /// Accepts `request` as a WebSocket whose client messages are at most `max_message` bytes
 /// (a larger one closes it with 1009): the 101 answer to send, and the connection once hyper

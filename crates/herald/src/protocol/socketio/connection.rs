@@ -99,8 +99,9 @@ pub(super) struct Connection<S> {
     /// `X-Forwarded-For` for auth requests: the client's real address.
     forwarded_for: Option<String>,
     whispers: Mutex<RateLimiter>,
-    /// This connection's share of authorization requests in flight.
-    auth_slots: ConnectionSlots,
+    /// This connection's share of authorization requests in flight, made at its first
+    /// authorization (most connections only join public channels).
+    auth_slots: std::sync::OnceLock<ConnectionSlots>,
     socket: std::marker::PhantomData<fn(S)>,
 }
 
@@ -203,7 +204,7 @@ impl<S: EchoSocket> Connection<S> {
             referer: handshake.referer,
             forwarded_for: handshake.forwarded_for,
             whispers: Mutex::new(RateLimiter::per_second(ctx.whispers.rate_per_second)),
-            auth_slots: ctx.authorizer.connection_slots(),
+            auth_slots: std::sync::OnceLock::new(),
             ctx,
             state: Mutex::new(Some(Subscriptions::default())),
             socket: std::marker::PhantomData,
@@ -305,7 +306,10 @@ impl<S: EchoSocket> Connection<S> {
             referer: self.referer.clone(),
             forwarded_for: self.forwarded_for.clone(),
         };
-        let _permit = match self.ctx.authorizer.admit(&self.auth_slots).await {
+        let slots = self
+            .auth_slots
+            .get_or_init(|| self.ctx.authorizer.connection_slots());
+        let _permit = match self.ctx.authorizer.admit(slots).await {
             Ok(permit) => permit,
             Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
         };

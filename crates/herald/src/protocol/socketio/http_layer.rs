@@ -165,22 +165,23 @@ impl Inner {
     /// Upgrades `req` and serves the session on the core; its reservation is given back if
     /// the upgrade fails.
     fn open_on_core(&self, mut req: Request, eio: Eio) -> Response {
-        let handshake = Handshake::of(&self.core, req.extensions(), req.headers());
+        let handshake = Box::new(Handshake::of(&self.core, req.extensions(), req.headers()));
         let max_message = usize::try_from(self.options.max_http_buffer_size).unwrap_or(usize::MAX);
-        let (response, websocket) = match crate::connection::upgrade(&mut req, max_message) {
+        let (response, upgraded) = match crate::connection::upgrade(&mut req, max_message) {
             Ok(accepted) => accepted,
             Err(refused) => {
                 self.hub.release_reservation();
                 return *refused;
             }
         };
-        let ctx = self.core.clone();
-        tokio::spawn(async move {
-            match websocket.await {
-                Some(websocket) => websocket_session::run(ctx, websocket, eio, handshake).await,
-                None => ctx.hub.release_reservation(),
-            }
-        });
+        // One async fn from the upgrade to the end: every layer of futures around it would be
+        // sized for its largest state, in every idle session's allocation.
+        tokio::spawn(websocket_session::run(
+            self.core.clone(),
+            upgraded,
+            eio,
+            handshake,
+        ));
         response
     }
 

@@ -47,21 +47,26 @@ pub(super) fn new_id() -> String {
 /// Why a session ended: the reason laravel-echo-server logs on leave (socket.io's names).
 type Ended = &'static str;
 
-/// Serves one upgraded Engine.IO session to its end.
+/// Serves one Engine.IO session to its end, once `upgraded` (hyper's protocol switch) yields
+/// its websocket; a session whose upgrade fails gives back its handshake's reservation.
 pub(super) async fn run(
     ctx: Arc<SocketIoContext>,
-    mut websocket: WebSocket,
+    upgraded: crate::connection::Upgrading,
     eio: Eio,
-    handshake: Handshake,
+    handshake: Box<Handshake>,
 ) {
+    let Some(mut websocket) = upgraded.await else {
+        ctx.hub.release_reservation();
+        return;
+    };
     let engine_id = new_id();
     // Socket.IO 2 clients take the engine's id as the socket's; 3+ are told the socket's own.
     let socket_id = match eio {
-        Eio::V3 => engine_id.clone(),
-        Eio::V4 => new_id(),
+        Eio::V3 => SocketId::new(&engine_id),
+        Eio::V4 => SocketId::new(&new_id()),
     };
     let socket = Arc::new(CoreSocket {
-        id: SocketId::new(&socket_id),
+        id: socket_id,
         outbox: Arc::new(Outbox::new(ctx.limits.max_queue_bytes)),
     });
     ctx.open.fetch_add(1, Ordering::Relaxed);
@@ -72,7 +77,11 @@ pub(super) async fn run(
         handshake: Some(handshake),
         connection: None,
     };
-    let ended = if send(&mut websocket, session.open_packet(&engine_id)).await {
+    let open = session.open_packet(&engine_id);
+    drop(engine_id);
+    // Boxed, like every rarely used step that awaits: a task's allocation is sized for the
+    // largest state its future can be in, and an idle session should not carry it.
+    let ended = if Box::pin(send(&mut websocket, open)).await {
         if eio == Eio::V3 {
             session.connect();
         }
@@ -88,7 +97,7 @@ struct Session {
     socket: Arc<CoreSocket>,
     eio: Eio,
     /// Until CONNECT: what the connection needs of the opening request.
-    handshake: Option<Handshake>,
+    handshake: Option<Box<Handshake>>,
     /// After CONNECT: Echo's side of the socket.
     connection: Option<Arc<Connection<Arc<CoreSocket>>>>,
 }
@@ -123,7 +132,7 @@ impl Session {
             return; // already connected: a second CONNECT changes nothing
         };
         let subscriber: Arc<dyn crate::hub::Subscriber> = self.socket.clone();
-        self.connection = Some(Connection::open(self.ctx.clone(), subscriber, handshake));
+        self.connection = Some(Connection::open(self.ctx.clone(), subscriber, *handshake));
         let answer = match self.eio {
             Eio::V3 => Bytes::from_static(b"40"),
             Eio::V4 => Bytes::from(format!("40{}", json!({"sid": self.socket.id.as_str()}))),
@@ -183,10 +192,13 @@ impl Session {
                             if let Err(ended) = self.on_message(message) {
                                 return ended;
                             }
+                            if self.connection.is_some() {
+                                connect_by = None; // connected: the deadline's timer is freed
+                            }
                         }
                         Ok(Packet::Ping(data)) if self.eio == Eio::V3 => {
                             let pong = Bytes::from(format!("3{data}"));
-                            if !send(websocket, pong).await {
+                            if !Box::pin(send(websocket, pong)).await {
                                 return "transport close";
                             }
                         }
@@ -235,14 +247,19 @@ impl Session {
                 }
                 Step::Queued(Next::TooSlow) => {
                     let ended = self.too_slow();
-                    writer::close(websocket, 1008, "too slow to read its events").await;
+                    Box::pin(writer::close(
+                        websocket,
+                        1008,
+                        "too slow to read its events",
+                    ))
+                    .await;
                     return ended;
                 }
                 // Socket.IO has no app-requested termination.
                 Step::Queued(Next::Terminated) => return "server namespace disconnect",
                 Step::ShuttingDown => {
                     // A plain close: clients reconnect (to the next Herald) as after any drop.
-                    writer::close(websocket, 1001, "server shutting down").await;
+                    Box::pin(writer::close(websocket, 1001, "server shutting down")).await;
                     return "server shutting down";
                 }
                 Step::NotConnected => return "transport close",
@@ -252,7 +269,7 @@ impl Session {
                     heartbeat
                         .as_mut()
                         .reset(Instant::now() + self.ctx.options.ping_timeout);
-                    if !send(websocket, Bytes::from_static(b"2")).await {
+                    if !Box::pin(send(websocket, Bytes::from_static(b"2"))).await {
                         return "transport close";
                     }
                 }
