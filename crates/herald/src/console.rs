@@ -48,8 +48,8 @@ pub fn init(format: LogFormat, dev_mode: bool) {
     *WRITER.lock().unwrap_or_else(|p| p.into_inner()) = Some(guard);
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         EnvFilter::new(match format {
-            LogFormat::Json => "info,socketioxide=warn,engineioxide=warn",
-            LogFormat::Text => "warn,herald=off,socketioxide=error,engineioxide=error",
+            LogFormat::Json => "info",
+            LogFormat::Text => "warn,herald=off",
         })
     });
     let _ = match format {

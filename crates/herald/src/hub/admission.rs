@@ -1,7 +1,7 @@
 //! Counting connections against `limits.maxConnections` from the moment a session opens.
 //!
 //! A transport session exists before its protocol says "connected" (an Engine.IO handshake
-//! comes before Socket.IO's CONNECT, up to socketioxide's 10 s connect timeout later), and it
+//! comes before Socket.IO's CONNECT, up to the 10 s connect timeout later), and it
 //! holds memory all that time. So a session takes a *reservation* when it opens; a connection
 //! that completes turns one reservation into a counted connection, and a reservation that is
 //! never completed lapses after [`RESERVATION_LIFETIME`], by which time the transport has
@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-/// How long an opened session counts without completing: longer than socketioxide's connect
+/// How long an opened session counts without completing: longer than the Engine.IO connect
 /// timeout (10 s), after which it closes such a session itself.
 pub(super) const RESERVATION_LIFETIME: Duration = Duration::from_secs(15);
 

@@ -15,7 +15,7 @@ use crate::hub::Hub;
 use crate::node::NodeId;
 use crate::presence::{HEARTBEAT_EVERY, Presence};
 use crate::protocol::pusher::{PusherApps, PusherContext};
-use crate::protocol::socketio::{self, SessionGuard, SocketIoContext, SocketIoHttpLayer};
+use crate::protocol::socketio::{SessionGuard, SocketIoContext, SocketIoHttpLayer};
 use crate::sources::redis::RedisSource;
 use anyhow::{Context, bail};
 use axum::Router;
@@ -43,38 +43,31 @@ fn app(
     search_dirs: Vec<PathBuf>,
     probes: Option<Router>,
     occupancy: Option<Arc<crate::cluster::Occupancy>>,
-) -> anyhow::Result<(Router, socketioxide::SocketIo)> {
+) -> Router {
     let hub = ctx.hub.clone();
     let mut api = api::router(config, ctx.hub.clone(), ctx.presence.clone(), occupancy)
         .merge(crate::protocol::pusher::router(pusher));
     if let Some(probes) = probes {
         api = api.merge(probes);
     }
-    let (socketio_layer, io) = socketio::build(&config.socketio, ctx.clone());
     let api = api.fallback(api::not_found).layer(from_fn_with_state(
         ExpressCompat::new(config),
         ExpressCompat::handle,
     ));
-    // The Socket.IO layer wraps the finished API router exactly once: every `layer()` call
-    // creates its own Engine.IO session table, so applying it per route (`Router::layer`)
-    // would split polling sessions between tables ("Session ID unknown").
-    let socketio_and_api = tower::Layer::layer(&socketio_layer, api);
     let guard = SessionGuard {
         search_dirs,
         hub,
         max_connections: config.limits.max_connections,
-        io: io.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
-        core: ctx.clone(),
+        core: ctx,
     };
-    let router = Router::new()
-        .fallback_service(socketio_and_api)
+    Router::new()
+        .fallback_service(api)
         .layer(from_fn_with_state(
-            SocketIoHttpLayer::new(config.socketio.clone(), guard)?,
+            SocketIoHttpLayer::new(config.socketio.clone(), guard),
             SocketIoHttpLayer::handle,
         ))
-        .layer(axum::middleware::from_fn(timeouts::limit_body_time));
-    Ok((router, io))
+        .layer(axum::middleware::from_fn(timeouts::limit_body_time))
 }
 
 /// Runs the server as `node` until SIGTERM or SIGINT, then shuts down gracefully.
@@ -150,6 +143,7 @@ pub async fn run(
         options: config.socketio.clone(),
         shutdown: shutdown.clone(),
         open: Default::default(),
+        sessions: crate::protocol::socketio::Sessions::new()?,
     });
     let redis_source = config.subscribers.redis.then(|| {
         RedisSource::new(
@@ -187,14 +181,14 @@ pub async fn run(
         open: Default::default(),
         cluster: occupancy.clone(),
     });
-    let (app, io) = app(
+    let app = app(
         config,
         ctx.clone(),
         pusher.clone(),
         search_dirs,
         main_probes,
         occupancy.clone(),
-    )?;
+    );
 
     let listener = bind(config).await?.into_std()?;
     let shown_host = config
@@ -261,11 +255,10 @@ pub async fn run(
     }
     // 1. Stop accepting; in-flight HTTP requests (publishes) finish.
     handle.graceful_shutdown(Some(config.shutdown_timeout));
-    // 2. Close every Socket.IO connection properly, so clients reconnect elsewhere promptly.
-    //    Pusher connections close with 4200 (reconnect at once).
-    //    Socket.IO sessions on the core close their websocket (clients see "transport close").
+    // 2. Close every connection properly, so clients reconnect elsewhere promptly: Pusher
+    //    connections with 4200 (reconnect at once), Socket.IO websockets with a plain close and
+    //    polls with Engine.IO's close packet (clients see "transport close").
     let _ = stop_connections.send(true);
-    let _ = tokio::time::timeout_at(deadline, io.close()).await;
     let _ = tokio::time::timeout_at(deadline, &mut server).await;
     let open = |counter: &std::sync::atomic::AtomicUsize| {
         counter.load(std::sync::atomic::Ordering::Relaxed)
@@ -273,9 +266,9 @@ pub async fn run(
     while open(&pusher.open) + open(&ctx.open) > 0 && tokio::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    // 3. Presence: nothing of this node may linger in a shared store. socketioxide does not
-    //    run disconnect handlers when the whole server closes, so drop every subscription
-    //    here; then every stored member of this node is a ghost.
+    // 3. Presence: nothing of this node may linger in a shared store. A connection that did
+    //    not close within the timeout is dropped from the Hub here; then every stored member
+    //    of this node is a ghost.
     hub.unsubscribe_all();
     presence_upkeep.abort();
     match tokio::time::timeout_at(deadline, presence.remove_ghosts()).await {

@@ -59,20 +59,25 @@ pub fn decode(body: &str, framing: Framing) -> Result<Vec<Packet<'_>>, PayloadEr
 
 /// Writes packets as one payload.
 pub fn encode(packets: &[Packet<'_>], framing: Framing) -> String {
+    let texts: Vec<String> = packets.iter().map(Packet::encode).collect();
+    encode_texts(texts.iter().map(String::as_str), framing)
+}
+
+/// Writes packets, each given as its text (`Packet::encode`'s), as one payload.
+pub fn encode_texts<'a>(texts: impl IntoIterator<Item = &'a str>, framing: Framing) -> String {
     let mut out = String::new();
-    for (i, packet) in packets.iter().enumerate() {
+    for (i, text) in texts.into_iter().enumerate() {
         match framing {
             Framing::RecordSeparated => {
                 if i > 0 {
                     out.push(SEPARATOR);
                 }
-                packet.encode_into(&mut out);
+                out.push_str(text);
             }
             Framing::LengthPrefixed => {
-                let text = packet.encode();
-                out.push_str(&utf16_len(&text).to_string());
+                out.push_str(&utf16_len(text).to_string());
                 out.push(':');
-                out.push_str(&text);
+                out.push_str(text);
             }
         }
     }

@@ -1,17 +1,15 @@
 //! One Socket.IO connection: Echo's `subscribe` / `unsubscribe` / `client event`, channel
-//! authorization, presence, and leaving everything on disconnect. The same handlers serve a
-//! socket of Herald's own core ([`super::core_socket`]) and one of socketioxide's, through
-//! the small [`EchoSocket`] trait.
+//! authorization, presence, and leaving everything on disconnect. The socket it emits to is
+//! a small trait ([`EchoSocket`]; the core's is [`super::core_socket`]).
 
 use super::SocketIoContext;
+use super::core_socket::{event_name, socketio_args};
 use super::events::{ChannelRequest, WhisperRequest, parse_channel_request, parse_whisper};
-use super::in_order::InOrder;
-use super::subscriber::{SocketIoSubscriber, event_name, socketio_args};
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
 use crate::hub::{
-    ChannelChange, ChannelKind, Fanout, Member, Publication, SocketId, Subscriber,
-    is_cache_channel, validate_subscription,
+    ChannelChange, ChannelKind, Member, Publication, SocketId, Subscriber, is_cache_channel,
+    validate_subscription,
 };
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::{JoinError, MemberLimits};
@@ -20,36 +18,13 @@ use crate::protocol::rate::RateLimiter;
 use crate::protocol::subscriptions::Subscriptions;
 use serde::Serialize;
 use serde_json::{Value, json};
-use socketioxide::SocketIo;
-use socketioxide::extract::SocketRef;
-use socketioxide::socket::DisconnectReason;
 use std::sync::{Arc, Mutex, MutexGuard};
 
-/// What Echo's handlers need of a socket: send it an event, and (for socketioxide, whose
-/// fan-out reaches rooms) keep it in a channel's room.
+/// What Echo's handlers need of a socket: send it an event.
 pub(super) trait EchoSocket: Clone + Send + Sync + 'static {
     /// Sends `event` with `args`, a tuple whose elements are the event's arguments. Never
     /// waits; a socket that is gone or too slow drops it.
     fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T);
-    /// Joins `channel`'s room, just before the Hub subscription.
-    fn join_room(&self, _channel: &str) {}
-    /// Leaves `channel`'s room, just after the Hub forgot the socket.
-    fn leave_room(&self, _channel: &str) {}
-}
-
-impl EchoSocket for SocketRef {
-    fn emit<T: Serialize + ?Sized>(&self, event: &str, args: &T) {
-        let socket: &socketioxide::socket::Socket = self;
-        let _ = socket.emit(event, args);
-    }
-
-    fn join_room(&self, channel: &str) {
-        self.join(channel.to_owned());
-    }
-
-    fn leave_room(&self, channel: &str) {
-        self.leave(channel.to_owned());
-    }
 }
 
 /// What a connection keeps of the request that opened it, for its auth requests.
@@ -105,45 +80,8 @@ pub(super) struct Connection<S> {
     socket: std::marker::PhantomData<fn(S)>,
 }
 
-/// Registers a new socket with the Hub and wires its handlers.
-///
-/// Ownership runs one way: the socket owns its handlers, the handlers own the [`Connection`],
-/// and the connection holds nothing of the socket (handlers are given it). So when socketioxide
-/// drops a socket — after its disconnect handler, or without running it when the transport
-/// closed while CONNECT was being processed — the connection is dropped too, and its `Drop`
-/// releases whatever the disconnect handler did not.
-pub(super) fn on_connect(
-    socket: SocketRef,
-    ctx: Arc<SocketIoContext>,
-    io: SocketIo,
-    fanout: Arc<dyn Fanout>,
-) {
-    let parts = socket.req_parts();
-    let handshake = Handshake::of(&ctx, &parts.extensions, &parts.headers);
-    let subscriber = Arc::new(SocketIoSubscriber::new(&socket, io, fanout));
-    let connection = Connection::<SocketRef>::open(ctx, subscriber, handshake);
-
-    let c = connection.clone();
-    socket.on(
-        "subscribe",
-        InOrder(move |socket: &SocketRef, payload| c.subscribe(socket, payload)),
-    );
-    let c = connection.clone();
-    socket.on(
-        "unsubscribe",
-        InOrder(move |socket: &SocketRef, payload| c.unsubscribe(socket, payload)),
-    );
-    let c = connection.clone();
-    socket.on(
-        "client event",
-        InOrder(move |socket: &SocketRef, payload| c.whisper(socket, payload)),
-    );
-    let c = connection;
-    socket.on_disconnect(async move |reason: DisconnectReason| c.close(leave_reason(reason)));
-}
-
 impl<S> Drop for Connection<S> {
-    /// The last owner was the socket: if its disconnect handler never ran, release here.
+    /// Whatever ends the connection, its channels and count are released.
     fn drop(&mut self) {
         self.close("transport close");
     }
@@ -159,8 +97,8 @@ impl<S> Connection<S> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Releases everything once: the channels (socketioxide empties the socket's rooms itself),
-    /// presence, and the connection's count. Later calls do nothing.
+    /// Releases everything once: the channels, presence, and the connection's count. Later
+    /// calls do nothing.
     pub(super) fn close(&self, reason: &str) {
         let Some(mut state) = self.state().take() else {
             return;
@@ -212,9 +150,9 @@ impl<S: EchoSocket> Connection<S> {
     }
 
     /// Echo's `unsubscribe`.
-    pub(super) fn unsubscribe(&self, socket: &S, payload: Value) {
+    pub(super) fn unsubscribe(&self, payload: Value) {
         match parse_channel_request(payload) {
-            Ok(request) => self.leave(socket, &request.channel, "unsubscribed"),
+            Ok(request) => self.leave(&request.channel, "unsubscribed"),
             Err(e) => self.log(format_args!("sent an unusable unsubscribe: {e}")),
         }
     }
@@ -243,7 +181,7 @@ impl<S: EchoSocket> Connection<S> {
             return;
         }
         if !ChannelKind::of(&request.channel).needs_authorization() {
-            if self.join(socket, &request.channel, None) {
+            if self.join(&request.channel, None) {
                 self.log(format_args!("joined channel: {}", request.channel));
                 self.send_cached(socket, &request.channel);
             }
@@ -268,7 +206,7 @@ impl<S: EchoSocket> Connection<S> {
 
     /// Joins `channel` in the Hub unless the socket is gone, or `ticket` is no longer the
     /// latest request for it. Returns whether it joined.
-    fn join(&self, socket: &S, channel: &str, ticket: Option<u64>) -> bool {
+    fn join(&self, channel: &str, ticket: Option<u64>) -> bool {
         let mut state = self.state();
         let Some(state) = state.as_mut() else {
             return false;
@@ -278,8 +216,6 @@ impl<S: EchoSocket> Connection<S> {
         {
             return false;
         }
-        // The room first: a publication found through the Hub is broadcast to the room.
-        socket.join_room(channel);
         self.ctx.hub.subscribe(channel, self.subscriber.clone());
         state.join(channel);
         true
@@ -324,7 +260,7 @@ impl<S: EchoSocket> Connection<S> {
             Ok(grant) => grant,
             Err(refusal) => return self.refused(&socket, &channel, ticket, refusal, &url),
         };
-        if !self.join(&socket, &channel, Some(ticket)) {
+        if !self.join(&channel, Some(ticket)) {
             self.log(format_args!(
                 "no longer wants {channel}; authorization dropped"
             ));
@@ -348,7 +284,7 @@ impl<S: EchoSocket> Connection<S> {
             }
         }
         // A socket authorized earlier and refused now loses the channel.
-        self.leave(socket, channel, "authorization refused");
+        self.leave(channel, "authorization refused");
         console::dev_warning(&format!(
             "{} could not be authenticated to {channel}",
             self.id
@@ -385,7 +321,7 @@ impl<S: EchoSocket> Connection<S> {
                     other => other.to_string(),
                 };
                 console::error(&format!("{} could not join {channel}: {reason}", self.id));
-                self.leave(socket, channel, "presence unavailable");
+                self.leave(channel, "presence unavailable");
                 refuse(socket, channel, 0, &reason);
             }
         }
@@ -427,7 +363,7 @@ impl<S: EchoSocket> Connection<S> {
         self.state().as_ref()?.member_of(channel)
     }
 
-    fn leave(&self, socket: &S, channel: &str, reason: &str) {
+    fn leave(&self, channel: &str, reason: &str) {
         let was_joined = {
             let mut state = self.state();
             let Some(state) = state.as_mut() else { return };
@@ -435,8 +371,6 @@ impl<S: EchoSocket> Connection<S> {
         };
         if was_joined {
             self.left(channel.to_owned(), reason);
-            // The room last: until the Hub forgot the socket, a publication may reach it.
-            socket.leave_room(channel);
         }
     }
 
@@ -491,18 +425,4 @@ async fn leave_presence(ctx: Arc<SocketIoContext>, channel: String, socket_id: S
 fn refuse(socket: &impl EchoSocket, channel: &str, status: u16, reason: &str) {
     let detail = json!({ "status": status, "reason": reason });
     socket.emit("subscription_error", &(channel, status, detail));
-}
-
-/// The reason strings laravel-echo-server logs on leave (socket.io 2.x's names).
-fn leave_reason(reason: DisconnectReason) -> &'static str {
-    match reason {
-        DisconnectReason::TransportClose => "transport close",
-        DisconnectReason::TransportError
-        | DisconnectReason::MultipleHttpPollingError
-        | DisconnectReason::PacketParsingError => "transport error",
-        DisconnectReason::HeartbeatTimeout => "ping timeout",
-        DisconnectReason::ClientNSDisconnect => "client namespace disconnect",
-        DisconnectReason::ServerNSDisconnect => "server namespace disconnect",
-        DisconnectReason::ClosingServer => "server shutting down",
-    }
 }

@@ -7,11 +7,14 @@
 //! bytes are queued for every Socket.IO recipient on the core.
 
 use super::connection::EchoSocket;
-use super::subscriber::{event_name, socketio_args};
+use super::events::is_reserved_event_name;
 use crate::connection::{Outbox, Refused};
-use crate::hub::{Delivery, Frames, Publication, SocketId, Subscriber, WireFormat};
+use crate::hub::{
+    Delivery, Frames, Member, Message, Publication, SocketId, Subscriber, WireFormat,
+};
 use bytes::Bytes;
 use serde::Serialize;
+use serde_json::value::RawValue;
 use std::sync::Arc;
 
 /// Socket.IO's key in the Hub's `Frames`.
@@ -74,6 +77,47 @@ pub(super) fn event_packet<T: Serialize + ?Sized>(event: &str, args: &T) -> Opti
     }
     packet.push(b']');
     Some(Bytes::from(packet))
+}
+
+/// The Socket.IO event name of a publication, or `None` if Socket.IO cannot carry it.
+pub(super) fn event_name(publication: &Publication) -> Option<&str> {
+    match &publication.message {
+        Message::Event { name, .. } if is_reserved_event_name(name) => {
+            // Said here, where it is skipped: Pusher clients on the channel do receive it.
+            crate::console::warning(&format!(
+                "Event {name:?} on channel {} is a name Socket.IO reserves for its own use; Socket.IO clients will not receive it. Rename it with broadcastAs().",
+                publication.channel
+            ));
+            None
+        }
+        Message::Event { name, .. } => Some(name),
+        Message::MemberAdded(_) => Some("presence:joining"),
+        Message::MemberRemoved(_) => Some("presence:leaving"),
+        // Only Pusher connections sign in as users; Socket.IO never joins those channels.
+        Message::Watchlist { .. } | Message::Terminate | Message::SubscriptionCount(_) => None,
+    }
+}
+
+/// The second argument of a Socket.IO emit: the event's data as received, or the member.
+#[derive(serde::Serialize)]
+#[serde(untagged)]
+pub(super) enum Payload<'a> {
+    Data(&'a RawValue),
+    Member(&'a Member),
+    /// For what Socket.IO never emits ([`event_name`] is `None` for it): `null`.
+    Nothing,
+}
+
+/// `(channel, payload)`, the arguments Echo's listeners receive.
+pub(super) fn socketio_args(publication: &Publication) -> (&str, Payload<'_>) {
+    let payload = match &publication.message {
+        Message::Event { data, .. } => Payload::Data(data),
+        Message::MemberAdded(member) | Message::MemberRemoved(member) => Payload::Member(member),
+        Message::Watchlist { .. } | Message::Terminate | Message::SubscriptionCount(_) => {
+            Payload::Nothing
+        }
+    };
+    (&publication.channel, payload)
 }
 
 #[cfg(test)]

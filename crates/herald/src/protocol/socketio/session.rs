@@ -1,25 +1,108 @@
-//! Engine.IO session ids that cannot be taken over.
+//! The Engine.IO sessions of this process, found by the id their HTTP requests carry, and
+//! session ids that cannot be taken over.
 //!
-//! socketioxide uses the Engine.IO session id as the Socket.IO socket id, and that id is
-//! public: Echo sends it to Laravel as `X-Socket-ID`, and Laravel hands it back in `socket`.
-//! Whoever knows a session id can poll, post or upgrade as that session. So Herald splits the
-//! two for Engine.IO 4 clients, as the Socket.IO v3+ reference server does: the id in the
-//! CONNECT answer (`socket.id`) stays the public one, and the transport session id the client
-//! gets in the open packet is *sealed*: the public id followed by an HMAC of it under a key
-//! that never leaves the process. Requests must carry the sealed id; a bare public id is
-//! refused. Engine.IO 3 clients (socket.io-client 2.x) derive `socket.id` from the session id,
-//! so for them a session is bound to the client address that opened it instead.
+//! A socket id is public: Echo sends it to Laravel as `X-Socket-ID`, and Laravel hands it back
+//! in `socket`. Whoever knows a session id can poll, post or upgrade as that session. So for
+//! Engine.IO 4 clients the two differ, as in the Socket.IO v3+ reference server: the id in the
+//! CONNECT answer (`socket.id`) is the public one, and the transport session id the client
+//! gets in the open packet is another random id, *sealed*: followed by an HMAC of it under a
+//! key that never leaves the process, so an id this process never handed out is told apart
+//! from one of a session that ended (another node's, behind a load balancer without sticky
+//! sessions). Engine.IO 3 clients (socket.io-client 2.x) derive `socket.id` from the session
+//! id, so for them a session is bound to the client address that opened it instead.
 
+use super::engine_session::ToSession;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use rand::RngCore;
 use ring::hmac;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::Mutex;
+use tokio::sync::mpsc;
 
-/// Length of an Engine.IO session id as socketioxide makes them.
+/// Length of the random ids Herald makes.
 const SID_LEN: usize = 16;
 
-/// The parts of an Engine.IO query Herald acts on, found exactly as engineioxide finds them
-/// (the first `sid=`, `EIO=` and `transport=` segments), so both agree on whether a request
-/// opens a session.
+/// A fresh random id: 16 URL-safe characters (96 random bits).
+pub(super) fn new_id() -> String {
+    let mut bytes = [0u8; 12];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+/// The Engine.IO protocol revision a client speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Eio {
+    /// socket.io-client 2.x: the client pings, the server connects it to `/` unasked, and
+    /// polling payloads are length-prefixed.
+    V3,
+    /// socket.io-client 3.x/4.x: the server pings, the client asks to connect, and polling
+    /// payloads are separated by `\x1e`.
+    V4,
+}
+
+/// What the HTTP requests of an open polling session need to reach it.
+#[derive(Clone)]
+pub(super) struct SessionHandle {
+    /// The session's task.
+    pub requests: mpsc::Sender<ToSession>,
+    /// Its protocol revision: a request must speak the same.
+    pub eio: Eio,
+    /// Engine.IO 3: the address that opened it, the only one it answers.
+    pub opened_by: Option<IpAddr>,
+}
+
+/// The polling sessions open on this process, by transport session id.
+pub struct Sessions {
+    table: Mutex<HashMap<Box<str>, SessionHandle>>,
+    seal: SessionSeal,
+}
+
+impl Sessions {
+    /// No session yet, and a fresh sealing key.
+    pub fn new() -> anyhow::Result<Sessions> {
+        Ok(Sessions {
+            table: Mutex::default(),
+            seal: SessionSeal::new()?,
+        })
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<Box<str>, SessionHandle>> {
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A new transport session id: sealed for Engine.IO 4; for Engine.IO 3 it is the socket id.
+    pub(super) fn new_engine_id(&self, eio: Eio) -> String {
+        match eio {
+            Eio::V3 => new_id(),
+            Eio::V4 => self.seal.seal(&new_id()),
+        }
+    }
+
+    /// Makes the session reachable by its id.
+    pub(super) fn insert(&self, id: &str, handle: SessionHandle) {
+        self.table().insert(Box::from(id), handle);
+    }
+
+    /// The session `id` names, if it is open.
+    pub(super) fn get(&self, id: &str) -> Option<SessionHandle> {
+        self.table().get(id).cloned()
+    }
+
+    /// Forgets a session that ended or left polling.
+    pub(super) fn remove(&self, id: &str) {
+        self.table().remove(id);
+    }
+
+    /// Whether an Engine.IO 4 session id could be one this process handed out (its seal opens).
+    pub(super) fn sealed_here(&self, id: &str) -> bool {
+        self.seal.open(id).is_some()
+    }
+}
+
+/// The parts of an Engine.IO query Herald acts on: the first `sid=`, `EIO=` and `transport=`
+/// segments, as engine.io reads them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub(super) struct EngineQuery<'a> {
     /// `EIO=` (protocol revision).
@@ -46,22 +129,6 @@ impl<'a> EngineQuery<'a> {
             sid: query.split('&').find_map(|s| s.strip_prefix("sid=")),
         }
     }
-}
-
-/// `query` with the value of its first `sid=` segment replaced.
-pub(super) fn with_sid(query: &str, sid: &str) -> String {
-    let mut replaced = false;
-    query
-        .split('&')
-        .map(|segment| match segment.strip_prefix("sid=") {
-            Some(_) if !replaced => {
-                replaced = true;
-                format!("sid={sid}")
-            }
-            _ => segment.to_owned(),
-        })
-        .collect::<Vec<_>>()
-        .join("&")
 }
 
 /// Seals and opens Engine.IO 4 session ids with a per-process key.
@@ -93,39 +160,22 @@ impl SessionSeal {
     }
 }
 
-/// Replaces the session id in an Engine.IO 4 open packet (`0{"sid":…}`) by its sealed form.
-/// Returns `None` when the body is not such a packet.
-pub(super) fn seal_open_packet(body: &[u8], seal: &SessionSeal) -> Option<Vec<u8>> {
-    let json = body.strip_prefix(b"0")?;
-    let mut open: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(json).ok()?;
-    let sid = open.get("sid")?.as_str()?;
-    let sealed = seal.seal(sid);
-    open.insert("sid".to_owned(), serde_json::Value::String(sealed));
-    let mut packet = b"0".to_vec();
-    serde_json::to_writer(&mut packet, &open).ok()?;
-    Some(packet)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn queries_are_read_as_engineioxide_reads_them() {
+    fn queries_are_read_as_engine_io_reads_them() {
         let q = EngineQuery::parse(Some("EIO=4&transport=polling&sid"));
         assert_eq!(
             q.sid, None,
-            "a bare `sid` is no sid: engineioxide opens a session"
+            "a bare `sid` is no sid: the request opens a session"
         );
         let q = EngineQuery::parse(Some("EIO=4&transport=polling&sid=abc&sid=def"));
         assert_eq!(q.sid, Some("abc"));
         assert_eq!(q.eio, Some("4"));
         assert_eq!(q.transport, Some("polling"));
         assert_eq!(EngineQuery::parse(None), EngineQuery::default());
-        assert_eq!(
-            with_sid("EIO=4&sid=abc&transport=polling&sid=x", "NEW"),
-            "EIO=4&sid=NEW&transport=polling&sid=x"
-        );
     }
 
     #[test]
@@ -146,29 +196,12 @@ mod tests {
         assert_eq!(seal.open(&forged), None);
     }
 
-    #[test]
-    fn open_packets_get_the_sealed_id() {
-        let seal = SessionSeal::new().expect("seal");
-        let body = br#"0{"sid":"AAAAAAAAAAAAAAHs","upgrades":["websocket"],"pingInterval":25000}"#;
-        let sealed = seal_open_packet(body, &seal).expect("sealed");
-        let text = String::from_utf8(sealed).expect("utf8");
-        assert!(text.starts_with(r#"0{"sid":"AAAAAAAAAAAAAAHs"#));
-        assert!(text.ends_with(r#","upgrades":["websocket"],"pingInterval":25000}"#));
-        let sid = text.split('"').nth(3).expect("sid");
-        assert_eq!(seal.open(sid), Some("AAAAAAAAAAAAAAHs"));
-        assert!(seal_open_packet(b"97:0{}", &seal).is_none());
-    }
-
     proptest::proptest! {
         #[test]
         fn fuzz_session_ids_and_queries(sid in ".{0,80}", query in ".{0,80}") {
             let seal = SessionSeal::new().expect("seal");
             proptest::prop_assert!(seal.open(&sid).is_none() || sid.len() > SID_LEN);
-            let q = EngineQuery::parse(Some(&query));
-            if let Some(sid) = q.sid {
-                let _ = with_sid(&query, sid);
-            }
-            let _ = seal_open_packet(sid.as_bytes(), &seal);
+            let _ = EngineQuery::parse(Some(&query));
         }
     }
 }
