@@ -125,6 +125,27 @@ test('socketio options: path, transports, cookie, origins', async () => {
   }
 });
 
+test('polling upgrades to a websocket (socket.io-client 2 and 4): channels joined while polling keep their events, none lost or doubled', async () => {
+  for (const combo of [{ echo: 2, sio: 4, transport: 'upgrade' }, { echo: 1, sio: 2, transport: 'upgrade' }]) {
+    const client = await connectEcho(herald.url, combo);
+    try {
+      const engine = client.socket.io.engine;
+      const channel = `upgrade-${combo.sio}`;
+      const got = listen(client, channel, 'Ping');
+      await waitSubscribed(herald, channel, 1, API);
+      // Publish while the upgrade may be under way, then after it.
+      for (let n = 0; n < 20; n++) await publish(herald, channel, { n });
+      await waitUntil(() => engine.transport.name === 'websocket', { what: `socket.io-client ${combo.sio}.x to upgrade` });
+      for (let n = 20; n < 40; n++) await publish(herald, channel, { n });
+      await got.waitFor(40);
+      assert.deepEqual(got.received.map((e) => e.n), [...Array(40).keys()], 'every event once, in order');
+      assert.ok(client.socket.connected);
+    } finally {
+      client.close();
+    }
+  }
+});
+
 test('subscribe and unsubscribe are applied in the order the client sent them', async () => {
   for (const combo of [{ echo: 2, sio: 4, transport: 'websocket' }, { echo: 1, sio: 2, transport: 'polling' }]) {
     const client = await connectEcho(herald.url, combo);

@@ -29,7 +29,8 @@ export async function connectEcho(url, { echo = 2, sio = 4, transport = 'websock
     broadcaster: 'socket.io',
     host: url,
     client,
-    transports: [transport],
+    // 'upgrade': socket.io's default, polling first, then the upgrade to a websocket.
+    transports: transport === 'upgrade' ? ['polling', 'websocket'] : [transport],
     forceNew: true,
     reconnectionDelay: 100,
     reconnectionDelayMax: 500,
