@@ -6,7 +6,7 @@ import net from 'node:net';
 import { randomBytes } from 'node:crypto';
 import WebSocket from 'ws';
 import { startHerald, startRedis, sleep, waitUntil } from './lib/harness.mjs';
-import { connectEcho, listen, waitSubscribed } from './lib/clients.mjs';
+import { connectEcho, listen, recordAll, waitSubscribed } from './lib/clients.mjs';
 import { startAuthEndpoint } from './lib/auth-endpoint.mjs';
 
 const API = { appId: 'app', key: 'key' };
@@ -140,6 +140,7 @@ test('a client that stops reading is disconnected; the others get everything', a
   slow.send('42["subscribe",{"channel":"firehose"}]');
   const healthy = await connectEcho(herald.url, { echo: 2, sio: 4 });
   const got = listen(healthy, 'firehose', 'Ping');
+  const seen = recordAll(healthy.socket);
   await waitSubscribed(herald, 'firehose', 2, API);
   slow._socket.pause(); // stop reading: the kernel buffers fill, then Herald's queue
   const slowClosed = new Promise((r) => slow.once('close', r));
@@ -156,6 +157,8 @@ test('a client that stops reading is disconnected; the others get everything', a
   await got.waitFor(total, 30000);
   assert.equal(new Set(got.received.map((e) => e.j)).size, total, 'the healthy client got every event');
   assert.ok((await metric('herald_slow_disconnections_total')) >= 1, 'the slow client was disconnected');
+  assert.ok((await metric('herald_queue_drops_total')) >= 1, 'the overflowing delivery was counted');
+  assert.deepEqual([...new Set(seen.map(([name]) => name))], ['App\\Events\\Ping'], 'finding the slow client sent the others nothing');
   slow._socket.resume();
   await slowClosed;
   healthy.close();

@@ -20,7 +20,6 @@ pub use registry::{ChannelInfo, Hub, Subscribed, Unsubscribed};
 pub use space::{Space, visible_name};
 
 use bytes::Bytes;
-use std::sync::Arc;
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,13 +44,6 @@ pub trait Subscriber: Send + Sync + 'static {
     /// Queues `publication` for this connection. `frames` holds what other connections of the
     /// same publish already encoded: a protocol encodes a publication once, not per recipient.
     fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery;
-    /// The protocol-wide fan-out this connection is reached through, if its protocol encodes
-    /// each publication once for all its connections instead of once per connection. The Hub
-    /// then calls [`Fanout::fan_out`] once per publication for all such subscribers of a
-    /// channel, and never calls `deliver` on them.
-    fn fanout(&self) -> Option<&Arc<dyn Fanout>> {
-        None
-    }
 }
 
 /// A wire format's name, e.g. `"pusher"`: the key of its frame in [`Frames`].
@@ -124,14 +116,4 @@ pub trait ChannelWatcher: Send + Sync + 'static {
 pub trait Relay: Send + Sync + 'static {
     /// Sends `publication`; `cacheable` if a cache channel may keep it (an app's event).
     fn relay(&self, publication: &Publication, cacheable: bool);
-}
-
-/// Delivers a publication to all of one protocol's subscribers of its channel at once.
-///
-/// Like [`Subscriber::deliver`], it runs under a shard's read lock: enqueue only, never block.
-pub trait Fanout: Send + Sync + 'static {
-    /// Queues `publication` for every connection of this protocol subscribed to its channel,
-    /// except `publication.except`; `members` is how many that should be. Returns how many
-    /// it was queued for.
-    fn fan_out(&self, publication: &Publication, members: usize) -> usize;
 }

@@ -3,8 +3,7 @@
 use super::admission::Admission;
 use super::cache::ChannelCache;
 use super::{
-    ChannelChange, ChannelWatcher, Delivery, Fanout, Frames, Publication, Relay, SocketId,
-    Subscriber,
+    ChannelChange, ChannelWatcher, Delivery, Frames, Publication, Relay, SocketId, Subscriber,
 };
 use crate::metrics::metrics;
 use std::collections::HashMap;
@@ -243,36 +242,29 @@ impl Hub {
         let Some(subscribers) = shard.channels.get(&*publication.channel) else {
             return 0;
         };
-        // Delivery happens under the read lock: `deliver` and `fan_out` only enqueue, so the
-        // lock is held for N non-blocking pushes, and no per-publish Vec of handles is built.
+        // Delivery happens under the read lock: `deliver` only enqueues, so the lock is held
+        // for N non-blocking pushes, and no per-publish Vec of handles is built.
         let mut queued = 0;
-        // Protocols that encode once per publication: (fan-out, members to reach).
-        let mut groups: Vec<(&Arc<dyn Fanout>, usize)> = Vec::new();
+        let mut overflowed = 0;
         let mut frames = Frames::default();
         for (id, subscriber) in subscribers {
             if publication.except.as_ref() == Some(id) {
                 continue;
             }
-            match subscriber.fanout() {
-                Some(fanout) => match groups.iter_mut().find(|(g, _)| Arc::ptr_eq(g, fanout)) {
-                    Some((_, members)) => *members += 1,
-                    None => groups.push((fanout, 1)),
-                },
-                None => {
-                    if subscriber.deliver(publication, &mut frames) == Delivery::Queued {
-                        queued += 1;
-                    }
-                }
+            match subscriber.deliver(publication, &mut frames) {
+                Delivery::Queued => queued += 1,
+                Delivery::Overflow => overflowed += 1,
+                Delivery::Closed | Delivery::Skipped => {}
             }
-        }
-        for (fanout, members) in groups {
-            queued += fanout.fan_out(publication, members);
         }
         drop(shard);
         // Counted once per publish, not per recipient: shared counters touched N times per
         // fan-out would bounce their cache line between cores.
         let metrics = metrics();
         metrics.ws_messages_sent.inc_by(queued as u64);
+        if overflowed > 0 {
+            metrics.queue_drops.inc_by(overflowed);
+        }
         metrics
             .socket_transmitted_bytes
             .inc_by((queued * publication.payload_bytes()) as u64);
@@ -438,61 +430,5 @@ mod tests {
         hub.subscribe("c", slow);
         hub.subscribe("c", Recorder::new("ok"));
         assert_eq!(hub.publish(&publication("c", "E", None)), 1);
-    }
-
-    /// Counts the publications it is asked to fan out, and for how many members.
-    #[derive(Default)]
-    struct Group {
-        calls: Mutex<Vec<(String, usize)>>,
-    }
-
-    impl Fanout for Group {
-        fn fan_out(&self, publication: &Publication, members: usize) -> usize {
-            let mut calls = self.calls.lock().expect("calls");
-            calls.push((publication.name().to_string(), members));
-            members
-        }
-    }
-
-    struct GroupMember {
-        id: SocketId,
-        group: Arc<dyn Fanout>,
-    }
-
-    impl Subscriber for GroupMember {
-        fn socket_id(&self) -> &SocketId {
-            &self.id
-        }
-        fn deliver(&self, _: &Publication, _: &mut Frames) -> Delivery {
-            panic!("a fan-out group member is never delivered to one by one")
-        }
-        fn fanout(&self) -> Option<&Arc<dyn Fanout>> {
-            Some(&self.group)
-        }
-    }
-
-    #[test]
-    fn group_members_get_one_fan_out_per_publication() {
-        let hub = Hub::new();
-        let group = Arc::new(Group::default());
-        let shared: Arc<dyn Fanout> = group.clone();
-        for id in ["a", "b", "c"] {
-            hub.subscribe(
-                "c",
-                Arc::new(GroupMember {
-                    id: SocketId::new(id),
-                    group: shared.clone(),
-                }),
-            );
-        }
-        let single = Recorder::new("d");
-        hub.subscribe("c", single.clone());
-        assert_eq!(hub.publish(&publication("c", "E", None)), 4);
-        assert_eq!(hub.publish(&publication("c", "F", Some("b"))), 3);
-        assert_eq!(
-            *group.calls.lock().expect("calls"),
-            vec![("E".to_string(), 3), ("F".to_string(), 2)]
-        );
-        assert_eq!(single.received.lock().expect("received").len(), 2);
     }
 }
