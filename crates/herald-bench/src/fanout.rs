@@ -109,6 +109,8 @@ pub(crate) struct FanoutReport {
     pub(crate) latency_us: Percentiles,
     /// Server CPU seconds (user + system) per 1,000 deliveries, when `--pid` is given.
     server_cpu_s_per_1k_deliveries: Option<f64>,
+    /// The user-space part of it (the server's own work; the rest is mostly the kernel's TCP).
+    server_user_cpu_s_per_1k_deliveries: Option<f64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -251,7 +253,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
-    let cpu_before = args.pid.map(crate::idle::cpu_ticks).transpose()?;
+    let cpu_before = args.pid.map(crate::idle::cpu_ticks_split).transpose()?;
     let publish_start = Instant::now();
     let interval = Duration::from_secs_f64(1.0 / args.rate as f64);
     for seq in 1..=publications {
@@ -274,7 +276,7 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
     while total(&tallies, |t| t.received) < expected && Instant::now() < drain_deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let cpu_after = args.pid.map(crate::idle::cpu_ticks).transpose()?;
+    let cpu_after = args.pid.map(crate::idle::cpu_ticks_split).transpose()?;
     let _ = stop.send(true);
     for task in &tasks {
         task.abort();
@@ -334,7 +336,11 @@ pub(crate) async fn run(args: FanoutArgs) -> anyhow::Result<FanoutReport> {
         },
         // Clock ticks are 1/100 s on Linux.
         server_cpu_s_per_1k_deliveries: cpu_before.zip(cpu_after).map(|(before, after)| {
-            (after - before) as f64 / 100.0 / (received.max(1) as f64 / 1000.0)
+            let ticks = (after.0 + after.1) - (before.0 + before.1);
+            ticks as f64 / 100.0 / (received.max(1) as f64 / 1000.0)
+        }),
+        server_user_cpu_s_per_1k_deliveries: cpu_before.zip(cpu_after).map(|(before, after)| {
+            (after.0 - before.0) as f64 / 100.0 / (received.max(1) as f64 / 1000.0)
         }),
     };
     args.target.save(&report)?;

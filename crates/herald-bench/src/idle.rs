@@ -51,6 +51,13 @@ pub(crate) fn rss(pid: u32) -> anyhow::Result<u64> {
 
 /// User + system CPU time of `pid`, in clock ticks (1/100 s on Linux).
 pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let (user, system) = cpu_ticks_split(pid)?;
+    Ok(user + system)
+}
+
+/// User and system CPU time of `pid`, in clock ticks: the system part is mostly the kernel's
+/// TCP work, the same for every server; the user part is the server's own.
+pub(crate) fn cpu_ticks_split(pid: u32) -> anyhow::Result<(u64, u64)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     let after_name = stat
         .rsplit_once(')')
@@ -60,7 +67,7 @@ pub(crate) fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
     // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the name.
     let utime: u64 = fields.get(11).context("no utime")?.parse()?;
     let stime: u64 = fields.get(12).context("no stime")?.parse()?;
-    Ok(utime + stime)
+    Ok((utime, stime))
 }
 
 /// Opens the connections, measures, closes them.

@@ -1,9 +1,9 @@
-//! A connection's outgoing queue: frames shared with every other recipient (`Bytes`), bounded
+//! A connection's outgoing queue: frames shared with every other recipient (`FrameText`), bounded
 //! in frames and in bytes. The publisher pushes without waiting; the connection's own task
 //! drains it. Over either bound the connection is marked too slow, and its task closes it: the
 //! client that does not read is found by its own queue, with no traffic to anyone else.
 
-use bytes::Bytes;
+use crate::hub::FrameText;
 use std::collections::VecDeque;
 use std::sync::Mutex;
 use tokio::sync::Notify;
@@ -24,7 +24,7 @@ pub enum Refused {
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
     /// A frame to write.
-    Frame(Bytes),
+    Frame(FrameText),
     /// Nothing more will be queued: the queue overflowed.
     TooSlow,
     /// The connection is to be closed at the app's request ([`Outbox::terminate`]).
@@ -33,7 +33,7 @@ pub enum Next {
 
 #[derive(Default)]
 struct Queue {
-    frames: VecDeque<Bytes>,
+    frames: VecDeque<FrameText>,
     bytes: usize,
     overflowed: bool,
     terminated: bool,
@@ -64,7 +64,7 @@ impl Outbox {
     }
 
     /// Queues `frame`, never waiting.
-    pub fn push(&self, frame: Bytes) -> Result<(), Refused> {
+    pub fn push(&self, frame: FrameText) -> Result<(), Refused> {
         let mut queue = self.lock();
         if queue.closed || queue.overflowed || queue.terminated {
             return Err(Refused::Closed);
@@ -121,7 +121,7 @@ impl Outbox {
     }
 
     /// The next frame if one is waiting (none once the queue overflowed), without waiting.
-    pub fn pop(&self) -> Option<Bytes> {
+    pub fn pop(&self) -> Option<FrameText> {
         match self.try_next()? {
             Next::Frame(frame) => Some(frame),
             Next::TooSlow | Next::Terminated => None,
@@ -168,22 +168,35 @@ mod tests {
     #[tokio::test]
     async fn frames_come_out_in_order() {
         let outbox = Outbox::new(1024);
-        outbox.push(Bytes::from_static(b"a")).expect("queued");
-        outbox.push(Bytes::from_static(b"b")).expect("queued");
-        assert_eq!(outbox.next().await, Next::Frame(Bytes::from_static(b"a")));
-        assert_eq!(outbox.next().await, Next::Frame(Bytes::from_static(b"b")));
+        outbox.push(FrameText::from_static("a")).expect("queued");
+        outbox.push(FrameText::from_static("b")).expect("queued");
+        assert_eq!(
+            outbox.next().await,
+            Next::Frame(FrameText::from_static("a"))
+        );
+        assert_eq!(
+            outbox.next().await,
+            Next::Frame(FrameText::from_static("b"))
+        );
     }
 
     #[tokio::test]
     async fn over_the_byte_bound_the_connection_is_too_slow() {
         let outbox = Outbox::new(10);
-        outbox.push(Bytes::from_static(b"12345")).expect("queued");
-        outbox.push(Bytes::from_static(b"12345")).expect("queued");
+        outbox
+            .push(FrameText::from_static("12345"))
+            .expect("queued");
+        outbox
+            .push(FrameText::from_static("12345"))
+            .expect("queued");
         assert_eq!(
-            outbox.push(Bytes::from_static(b"1")),
+            outbox.push(FrameText::from_static("1")),
             Err(Refused::Overflow)
         );
-        assert_eq!(outbox.push(Bytes::from_static(b"1")), Err(Refused::Closed));
+        assert_eq!(
+            outbox.push(FrameText::from_static("1")),
+            Err(Refused::Closed)
+        );
         assert_eq!(outbox.next().await, Next::TooSlow);
     }
 
@@ -191,10 +204,10 @@ mod tests {
     async fn over_the_frame_bound_the_connection_is_too_slow() {
         let outbox = Outbox::new(usize::MAX);
         for _ in 0..MAX_QUEUED_FRAMES {
-            outbox.push(Bytes::from_static(b"x")).expect("queued");
+            outbox.push(FrameText::from_static("x")).expect("queued");
         }
         assert_eq!(
-            outbox.push(Bytes::from_static(b"x")),
+            outbox.push(FrameText::from_static("x")),
             Err(Refused::Overflow)
         );
         assert_eq!(outbox.next().await, Next::TooSlow);
@@ -208,13 +221,16 @@ mod tests {
             async move { outbox.next().await }
         });
         tokio::task::yield_now().await;
-        outbox.push(Bytes::from_static(b"late")).expect("queued");
+        outbox.push(FrameText::from_static("late")).expect("queued");
         assert_eq!(
             reader.await.expect("task"),
-            Next::Frame(Bytes::from_static(b"late"))
+            Next::Frame(FrameText::from_static("late"))
         );
         outbox.close();
-        assert_eq!(outbox.push(Bytes::from_static(b"x")), Err(Refused::Closed));
+        assert_eq!(
+            outbox.push(FrameText::from_static("x")),
+            Err(Refused::Closed)
+        );
     }
 }
 
@@ -227,23 +243,26 @@ mod batch_tests {
     #[tokio::test]
     async fn a_reader_that_drained_a_batch_wakes_on_the_next_push() {
         let outbox = std::sync::Arc::new(Outbox::new(100));
-        outbox.push(Bytes::from_static(b"a")).expect("queued");
-        outbox.push(Bytes::from_static(b"b")).expect("queued");
-        assert_eq!(outbox.next().await, Next::Frame(Bytes::from_static(b"a")));
-        assert_eq!(outbox.pop(), Some(Bytes::from_static(b"b")));
+        outbox.push(FrameText::from_static("a")).expect("queued");
+        outbox.push(FrameText::from_static("b")).expect("queued");
+        assert_eq!(
+            outbox.next().await,
+            Next::Frame(FrameText::from_static("a"))
+        );
+        assert_eq!(outbox.pop(), Some(FrameText::from_static("b")));
         assert_eq!(outbox.pop(), None);
-        for frame in [&b"c"[..], b"d"] {
+        for frame in ["c", "d"] {
             let reader = tokio::spawn({
                 let outbox = outbox.clone();
                 async move { outbox.next().await }
             });
             tokio::task::yield_now().await;
-            outbox.push(Bytes::from_static(frame)).expect("queued");
+            outbox.push(FrameText::from(frame)).expect("queued");
             let next = tokio::time::timeout(std::time::Duration::from_secs(1), reader)
                 .await
                 .expect("woken")
                 .expect("task");
-            assert_eq!(next, Next::Frame(Bytes::from_static(frame)));
+            assert_eq!(next, Next::Frame(FrameText::from(frame)));
         }
     }
 }
@@ -261,7 +280,7 @@ mod overflow_tests {
         });
         tokio::task::yield_now().await;
         assert!(!waiter.is_finished());
-        let _ = outbox.push(Bytes::from_static(b"12345"));
+        let _ = outbox.push(FrameText::from_static("12345"));
         tokio::time::timeout(std::time::Duration::from_secs(1), waiter)
             .await
             .expect("woken")

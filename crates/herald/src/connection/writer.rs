@@ -2,7 +2,7 @@
 //! and the close frame. Shared by every protocol on the core.
 
 use super::{Outbox, WebSocket};
-use bytes::Bytes;
+use crate::hub::FrameText;
 use futures_util::SinkExt;
 use std::time::Duration;
 use tokio_tungstenite::tungstenite::Message;
@@ -15,24 +15,19 @@ use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 pub const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Writes one text frame; false if the client is gone or too slow to take it.
-pub async fn send(websocket: &mut WebSocket, frame: Bytes) -> bool {
-    let Ok(text) = Utf8Bytes::try_from(frame) else {
-        return true; // never built by Herald: frames are text it wrote
-    };
+pub async fn send(websocket: &mut WebSocket, frame: FrameText) -> bool {
     matches!(
-        tokio::time::timeout(WRITE_TIMEOUT, websocket.send(Message::Text(text))).await,
+        tokio::time::timeout(WRITE_TIMEOUT, websocket.send(Message::Text(frame))).await,
         Ok(Ok(()))
     )
 }
 
 /// Writes `first` and every frame queued behind it, then flushes once; false if the client is
 /// gone. No timer of its own: the caller races it against the queue's overflow and silence.
-pub async fn write_queued(websocket: &mut WebSocket, first: Bytes, outbox: &Outbox) -> bool {
+pub async fn write_queued(websocket: &mut WebSocket, first: FrameText, outbox: &Outbox) -> bool {
     let mut next = Some(first);
     while let Some(frame) = next {
-        if let Ok(text) = Utf8Bytes::try_from(frame)
-            && websocket.feed(Message::Text(text)).await.is_err()
-        {
+        if websocket.feed(Message::Text(frame)).await.is_err() {
             return false;
         }
         next = outbox.pop();

@@ -19,8 +19,6 @@ pub use publication::{Member, Message, Publication, SocketId, data_as_text, user
 pub use registry::{ChannelInfo, Hub, Subscribed, Unsubscribed};
 pub use space::{Space, visible_name};
 
-use bytes::Bytes;
-
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Delivery {
@@ -46,6 +44,11 @@ pub trait Subscriber: Send + Sync + 'static {
     fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery;
 }
 
+/// A frame's text, shared by every recipient of a publication: UTF-8 checked once, when it is
+/// made (from a `String`), then cloned per recipient as a reference count. A websocket text
+/// frame needs UTF-8; checking it per recipient cost a full pass over every byte sent.
+pub use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes as FrameText;
+
 /// A wire format's name, e.g. `"pusher"`: the key of its frame in [`Frames`].
 pub type WireFormat = &'static str;
 
@@ -53,7 +56,7 @@ pub type WireFormat = &'static str;
 /// per publish and never looks inside: the bytes are each protocol's own business.
 #[derive(Default)]
 pub struct Frames {
-    encoded: Vec<(WireFormat, Option<Bytes>)>,
+    encoded: Vec<(WireFormat, Option<FrameText>)>,
 }
 
 impl Frames {
@@ -62,8 +65,8 @@ impl Frames {
     pub fn get_or_encode(
         &mut self,
         format: WireFormat,
-        encode: impl FnOnce() -> Option<Bytes>,
-    ) -> Option<Bytes> {
+        encode: impl FnOnce() -> Option<FrameText>,
+    ) -> Option<FrameText> {
         if let Some((_, frame)) = self.encoded.iter().find(|(f, _)| *f == format) {
             return frame.clone();
         }

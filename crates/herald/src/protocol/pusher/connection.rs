@@ -12,15 +12,14 @@ use crate::connection::writer::{self, send, write_queued};
 use crate::connection::{Next, Outbox, WebSocket, until};
 use crate::console;
 use crate::hub::{
-    ChannelChange, ChannelKind, Message as HubMessage, Publication, SocketId, Subscribed,
-    Unsubscribed, is_cache_channel, user_channel, validate_subscription,
+    ChannelChange, ChannelKind, FrameText, Message as HubMessage, Publication, SocketId,
+    Subscribed, Unsubscribed, is_cache_channel, user_channel, validate_subscription,
 };
 use crate::metrics::{PUSHER, metrics};
 use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use crate::protocol::subscriptions::Subscriptions;
-use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
@@ -154,7 +153,7 @@ impl Connection {
         &self.subscriber.id
     }
 
-    fn queue(&self, frame: Bytes) {
+    fn queue(&self, frame: FrameText) {
         // A refusal means the connection is already closing as too slow.
         let _ = self.subscriber.outbox.push(frame);
     }

@@ -1,8 +1,7 @@
 //! Pusher frames: what the server sends (JSON text; `data` double-encoded as a string where
 //! the protocol says so) and what it accepts from clients.
 
-use crate::hub::{Message, Publication, data_as_text, visible_name};
-use bytes::Bytes;
+use crate::hub::{FrameText, Message, Publication, data_as_text, visible_name};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Value, json};
@@ -33,33 +32,33 @@ pub(super) struct SubscribeData {
     pub(super) channel_data: Option<String>,
 }
 
-fn text(value: &Value) -> Bytes {
-    Bytes::from(value.to_string())
+fn text(value: &Value) -> FrameText {
+    FrameText::from(value.to_string())
 }
 
 /// `pusher:connection_established`.
-pub(super) fn connection_established(socket_id: &str, activity_timeout_s: u64) -> Bytes {
+pub(super) fn connection_established(socket_id: &str, activity_timeout_s: u64) -> FrameText {
     let data = json!({"socket_id": socket_id, "activity_timeout": activity_timeout_s});
     text(&json!({"event": "pusher:connection_established", "data": data.to_string()}))
 }
 
 /// `pusher:error` with `code` (null for a frame Herald could not use) and a message.
-pub(super) fn error(code: Option<u16>, message: &str) -> Bytes {
+pub(super) fn error(code: Option<u16>, message: &str) -> FrameText {
     text(&json!({"event": "pusher:error", "data": {"code": code, "message": message}}))
 }
 
 /// `pusher:pong`, the answer to `pusher:ping`.
-pub(super) fn pong() -> Bytes {
-    Bytes::from_static(br#"{"event":"pusher:pong","data":{}}"#)
+pub(super) fn pong() -> FrameText {
+    FrameText::from_static(r#"{"event":"pusher:pong","data":{}}"#)
 }
 
 /// `pusher:ping`, sent after `activity_timeout` of silence.
-pub(super) fn ping() -> Bytes {
-    Bytes::from_static(br#"{"event":"pusher:ping","data":{}}"#)
+pub(super) fn ping() -> FrameText {
+    FrameText::from_static(r#"{"event":"pusher:ping","data":{}}"#)
 }
 
 /// `pusher_internal:subscription_succeeded` with `data` (`{}`, or the presence members).
-pub(super) fn subscription_succeeded(channel: &str, data: &Value) -> Bytes {
+pub(super) fn subscription_succeeded(channel: &str, data: &Value) -> FrameText {
     text(&json!({
         "event": "pusher_internal:subscription_succeeded",
         "channel": channel,
@@ -69,7 +68,12 @@ pub(super) fn subscription_succeeded(channel: &str, data: &Value) -> Bytes {
 
 /// `pusher:subscription_error`: the channel was refused, with a status and why (pusher-js
 /// hands it to the channel's error callbacks, Echo's `.error()`).
-pub(super) fn subscription_error(channel: &str, kind: &str, status: u16, reason: &str) -> Bytes {
+pub(super) fn subscription_error(
+    channel: &str,
+    kind: &str,
+    status: u16,
+    reason: &str,
+) -> FrameText {
     text(&json!({
         "event": "pusher:subscription_error",
         "channel": channel,
@@ -79,7 +83,7 @@ pub(super) fn subscription_error(channel: &str, kind: &str, status: u16, reason:
 
 /// A publication as a Pusher frame (`None` for a `Terminate`, which is no frame: the
 /// subscriber closes the connection).
-pub(super) fn publication(publication: &Publication) -> Option<Bytes> {
+pub(super) fn publication(publication: &Publication) -> Option<FrameText> {
     let channel = visible_name(&publication.channel);
     let frame = match &publication.message {
         Message::Event {
@@ -129,14 +133,14 @@ pub(super) fn publication(publication: &Publication) -> Option<Bytes> {
 
 /// `pusher_internal:watchlist_events` (no channel: it is the connection's), the frame pusher-js
 /// reads for a watchlist: `{"events": [{"name": "online"|"offline", "user_ids": […]}]}`.
-pub(super) fn watchlist_events(online: bool, user_ids: &[&str]) -> Bytes {
+pub(super) fn watchlist_events(online: bool, user_ids: &[&str]) -> FrameText {
     let name = if online { "online" } else { "offline" };
     let data = json!({"events": [{"name": name, "user_ids": user_ids}]});
     text(&json!({"event": "pusher_internal:watchlist_events", "data": data.to_string()}))
 }
 
 /// `pusher:signin_success` with the `user_data` the client signed in with.
-pub(super) fn signin_success(user_data: &str) -> Bytes {
+pub(super) fn signin_success(user_data: &str) -> FrameText {
     text(&json!({"event": "pusher:signin_success", "data": {"user_data": user_data}}))
 }
 
@@ -146,7 +150,7 @@ fn data_string(data: &RawValue) -> Value {
 }
 
 /// `pusher:cache_miss`: a cache channel with no event kept.
-pub(super) fn cache_miss(channel: &str) -> Bytes {
+pub(super) fn cache_miss(channel: &str) -> FrameText {
     text(&json!({"event": "pusher:cache_miss", "channel": channel}))
 }
 
@@ -160,8 +164,8 @@ mod tests {
         RawValue::from_string(text.to_owned()).expect("json")
     }
 
-    fn parsed(frame: Bytes) -> Value {
-        serde_json::from_slice(&frame).expect("json frame")
+    fn parsed(frame: FrameText) -> Value {
+        serde_json::from_str(&frame).expect("json frame")
     }
 
     #[test]

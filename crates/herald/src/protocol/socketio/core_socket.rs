@@ -10,9 +10,8 @@ use super::connection::EchoSocket;
 use super::events::is_reserved_event_name;
 use crate::connection::{Outbox, Refused};
 use crate::hub::{
-    Delivery, Frames, Member, Message, Publication, SocketId, Subscriber, WireFormat,
+    Delivery, FrameText, Frames, Member, Message, Publication, SocketId, Subscriber, WireFormat,
 };
-use bytes::Bytes;
 use serde::Serialize;
 use serde_json::value::RawValue;
 use std::sync::Arc;
@@ -53,13 +52,13 @@ impl EchoSocket for Arc<CoreSocket> {
 }
 
 /// The packet that carries `publication` to Echo, or `None` if Socket.IO cannot carry it.
-fn publication_packet(publication: &Publication) -> Option<Bytes> {
+fn publication_packet(publication: &Publication) -> Option<FrameText> {
     event_packet(event_name(publication)?, &socketio_args(publication))
 }
 
 /// `42["<event>",<args>…]`: an Engine.IO message carrying a Socket.IO event in the default
 /// namespace. `args` is a tuple (each element one argument) or a single argument.
-pub(super) fn event_packet<T: Serialize + ?Sized>(event: &str, args: &T) -> Option<Bytes> {
+pub(super) fn event_packet<T: Serialize + ?Sized>(event: &str, args: &T) -> Option<FrameText> {
     let mut packet = Vec::with_capacity(64);
     packet.extend_from_slice(b"42[");
     serde_json::to_writer(&mut packet, event).ok()?;
@@ -76,7 +75,8 @@ pub(super) fn event_packet<T: Serialize + ?Sized>(event: &str, args: &T) -> Opti
         }
     }
     packet.push(b']');
-    Some(Bytes::from(packet))
+    // serde_json writes UTF-8: checked here, once per packet, not per recipient.
+    String::from_utf8(packet).ok().map(FrameText::from)
 }
 
 /// The Socket.IO event name of a publication, or `None` if Socket.IO cannot carry it.
@@ -129,20 +129,20 @@ mod tests {
     fn tuples_become_arguments() {
         let packet = event_packet("presence:subscribed", &("presence-a", [1, 2])).expect("packet");
         assert_eq!(
-            &packet[..],
-            br#"42["presence:subscribed","presence-a",[1,2]]"#
+            packet.as_str(),
+            r#"42["presence:subscribed","presence-a",[1,2]]"#
         );
         assert_eq!(
-            &event_packet("ping", &()).expect("packet")[..],
-            br#"42["ping",null]"#
+            event_packet("ping", &()).expect("packet").as_str(),
+            r#"42["ping",null]"#
         );
         assert_eq!(
-            &event_packet("one", &"x").expect("packet")[..],
-            br#"42["one","x"]"#
+            event_packet("one", &"x").expect("packet").as_str(),
+            r#"42["one","x"]"#
         );
         assert_eq!(
-            &event_packet("none", &[0u8; 0]).expect("packet")[..],
-            br#"42["none"]"#
+            event_packet("none", &[0u8; 0]).expect("packet").as_str(),
+            r#"42["none"]"#
         );
     }
 
@@ -151,7 +151,7 @@ mod tests {
         let data = serde_json::value::to_raw_value(&serde_json::json!({"id": 7})).expect("raw");
         let publication = Publication::new("orders", "App\\Events\\Shipped", data, None);
         let packet = publication_packet(&publication).expect("packet");
-        let text = std::str::from_utf8(&packet).expect("utf8");
+        let text = packet.as_str();
         let Ok(Packet::Message(message)) = Packet::parse(text) else {
             panic!("a message packet: {text}");
         };

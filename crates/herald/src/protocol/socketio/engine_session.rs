@@ -11,10 +11,9 @@ use super::session::{Eio, SessionHandle};
 use crate::connection::writer::{self, send, write_queued};
 use crate::connection::{Next, Outbox, Upgrading, WebSocket, until};
 use crate::console;
-use crate::hub::SocketId;
+use crate::hub::{FrameText, SocketId};
 use crate::metrics::{SOCKETIO, metrics};
 use crate::protocol::engineio::{Framing, Kind, Packet, SocketPacket, decode, encode_texts};
-use bytes::Bytes;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use std::net::IpAddr;
@@ -60,7 +59,7 @@ pub(super) async fn run_websocket(
     };
     let engine_id = ctx.sessions.new_engine_id(eio);
     let mut session = Session::new(ctx, eio, &engine_id, handshake);
-    let open = Bytes::from(session.open_packet(&engine_id, false));
+    let open = FrameText::from(session.open_packet(&engine_id, false));
     drop(engine_id);
     // Boxed, like every rarely used step that awaits: a task's allocation is sized for the
     // largest state its future can be in, and an idle session should not carry it.
@@ -190,7 +189,7 @@ impl Session {
     }
 
     /// Queues a packet the client must get (a refusal means the session is closing).
-    fn queue(&self, packet: Bytes) {
+    fn queue(&self, packet: FrameText) {
         let _ = self.socket.outbox.push(packet);
     }
 
@@ -202,8 +201,8 @@ impl Session {
         let subscriber: Arc<dyn crate::hub::Subscriber> = self.socket.clone();
         self.connection = Some(Connection::open(self.ctx.clone(), subscriber, *handshake));
         self.queue(match self.eio {
-            Eio::V3 => Bytes::from_static(b"40"),
-            Eio::V4 => Bytes::from(format!("40{}", json!({"sid": self.socket.id.as_str()}))),
+            Eio::V3 => FrameText::from_static("40"),
+            Eio::V4 => FrameText::from(format!("40{}", json!({"sid": self.socket.id.as_str()}))),
         });
     }
 
@@ -224,7 +223,7 @@ impl Session {
             return Err("ping timeout");
         }
         self.awaiting_pong = true;
-        self.queue(Bytes::from_static(b"2"));
+        self.queue(FrameText::from_static("2"));
         Ok(self.ctx.options.ping_timeout)
     }
 
@@ -233,7 +232,7 @@ impl Session {
         match packet {
             Packet::Message(message) => self.on_message(message)?,
             Packet::Ping(data) if self.eio == Eio::V3 => {
-                self.queue(Bytes::from(format!("3{data}")));
+                self.queue(FrameText::from(format!("3{data}")));
             }
             Packet::Pong(_) if self.eio == Eio::V4 => {
                 self.awaiting_pong = false;
@@ -373,13 +372,12 @@ impl Session {
     }
 
     /// `first` and every packet queued behind it, as one polling payload.
-    fn payload(&self, first: Bytes) -> String {
+    fn payload(&self, first: FrameText) -> String {
         let mut packets = vec![first];
         while let Some(next) = self.socket.outbox.pop() {
             packets.push(next);
         }
-        let texts = packets.iter().filter_map(|p| std::str::from_utf8(p).ok());
-        encode_texts(texts, framing(self.eio))
+        encode_texts(packets.iter().map(FrameText::as_str), framing(self.eio))
     }
 
     /// A POST's payload, packet by packet.
@@ -419,7 +417,7 @@ impl Session {
                     match Packet::parse(text.as_str()) {
                         Ok(Packet::Ping("probe")) if !probed => {
                             probed = true;
-                            if !send(&mut websocket, Bytes::from_static(b"3probe")).await {
+                            if !send(&mut websocket, FrameText::from_static("3probe")).await {
                                 return None;
                             }
                             if let Some(answer) = poll.take() {
@@ -589,7 +587,7 @@ impl Session {
 }
 
 /// The refusal of a namespace other than `/`, in the client's protocol.
-fn invalid_namespace(eio: Eio, namespace: &str) -> Bytes {
+fn invalid_namespace(eio: Eio, namespace: &str) -> FrameText {
     let detail = match eio {
         Eio::V3 => json!("Invalid namespace"),
         Eio::V4 => json!({"message": "Invalid namespace"}),
@@ -600,5 +598,5 @@ fn invalid_namespace(eio: Eio, namespace: &str) -> Bytes {
         .filter(|c| c.is_ascii_graphic() && *c != ',')
         .take(128)
         .collect();
-    Bytes::from(format!("44{namespace},{detail}"))
+    FrameText::from(format!("44{namespace},{detail}"))
 }
