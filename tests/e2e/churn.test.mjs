@@ -177,7 +177,13 @@ for (const transport of ['websocket', 'polling']) {
         ...(process.env.CHURN_DB ? { database: process.env.CHURN_DB } : {}),
         // Short heartbeats, so silent clients time out quickly; polling clients need longer:
         // 500 of them handshaking at once on 2 cores take more than 2 s to all send CONNECT.
-        socketio: transport === 'websocket' ? { pingInterval: 1000, pingTimeout: 1000 } : { pingInterval: 4000, pingTimeout: 4000 },
+        socketio: {
+          ...(transport === 'websocket' ? { pingInterval: 1000, pingTimeout: 1000 } : { pingInterval: 4000, pingTimeout: 4000 }),
+          // Dropped socket.io-client 4 sessions are kept for their client to come back (connection
+          // state recovery): a short window, so each round's are released (and measured) before
+          // the next one's end.
+          connectionStateRecovery: { maxDisconnectionDuration: 1000 },
+        },
       },
     });
     const relay = await startRelay(herald.port);

@@ -47,6 +47,9 @@ pub struct SocketIoOptions {
     pub client_path: Option<String>,
     /// Allowed browser origins as `host:port` patterns; `None` allows all (`*:*`).
     pub origins: Option<Vec<String>>,
+    /// Connection state recovery (socket.io-client ≥ 4.6): how long a dropped Engine.IO 4
+    /// session is kept for its client to come back to; zero turns recovery off.
+    pub recovery_window: Duration,
 }
 
 /// Options of socket.io 2.x that Herald accepts and does not need.
@@ -74,6 +77,7 @@ const KNOWN_OPTIONS: &[&str] = &[
     "serveClient",
     "clientPath",
     "origins",
+    "connectionStateRecovery",
 ];
 
 impl SocketIoOptions {
@@ -116,6 +120,11 @@ impl SocketIoOptions {
                 .opt_string("socketio.clientPath")
                 .filter(|p| !p.is_empty()),
             origins: read_origins(r),
+            recovery_window: Duration::from_millis(r.u64(
+                "socketio.connectionStateRecovery.maxDisconnectionDuration",
+                120_000,
+                "a number of milliseconds (0 turns recovery off)",
+            )),
         }
     }
 }

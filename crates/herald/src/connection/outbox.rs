@@ -128,6 +128,11 @@ impl Outbox {
         }
     }
 
+    /// Whether the queue overflowed (the connection is too slow, nothing more is queued).
+    pub fn has_overflowed(&self) -> bool {
+        self.lock().overflowed
+    }
+
     /// Resolves once the queue has overflowed: a task blocked writing to a client that does
     /// not read learns it at once, not when its write times out.
     pub async fn overflowed(&self) {

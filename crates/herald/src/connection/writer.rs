@@ -23,10 +23,17 @@ pub async fn send(websocket: &mut WebSocket, frame: FrameText) -> bool {
 }
 
 /// Writes `first` and every frame queued behind it, then flushes once; false if the client is
-/// gone. No timer of its own: the caller races it against the queue's overflow and silence.
-pub async fn write_queued(websocket: &mut WebSocket, first: FrameText, outbox: &Outbox) -> bool {
+/// gone. Each frame is shown to `sent` as it is written. No timer of its own: the caller races
+/// it against the queue's overflow and silence.
+pub async fn write_queued(
+    websocket: &mut WebSocket,
+    first: FrameText,
+    outbox: &Outbox,
+    mut sent: impl FnMut(&FrameText),
+) -> bool {
     let mut next = Some(first);
     while let Some(frame) = next {
+        sent(&frame);
         if websocket.feed(Message::Text(frame)).await.is_err() {
             return false;
         }

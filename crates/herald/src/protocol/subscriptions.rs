@@ -105,6 +105,17 @@ impl Subscriptions {
         }
     }
 
+    /// The joined channels `which` picks, forgetting them (and every authorization still
+    /// waiting: its answer would come to a client that is not there).
+    pub(crate) fn take_joined_if(&mut self, which: impl Fn(&str) -> bool) -> Vec<String> {
+        self.pending = Vec::new();
+        let (taken, kept) = std::mem::take(&mut self.joined)
+            .into_iter()
+            .partition(|(name, _)| which(name));
+        self.joined = kept;
+        taken.into_iter().map(|(name, _)| name.into()).collect()
+    }
+
     /// Every joined channel, forgetting them all.
     pub(crate) fn take_joined(&mut self) -> Vec<String> {
         self.pending = Vec::new();

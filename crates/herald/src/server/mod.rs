@@ -144,6 +144,7 @@ pub async fn run(
         shutdown: shutdown.clone(),
         open: Default::default(),
         sessions: crate::protocol::socketio::Sessions::new()?,
+        recovery: Default::default(),
     });
     let redis_source = config.subscribers.redis.then(|| {
         RedisSource::new(
@@ -259,6 +260,7 @@ pub async fn run(
     //    connections with 4200 (reconnect at once), Socket.IO websockets with a plain close and
     //    polls with Engine.IO's close packet (clients see "transport close").
     let _ = stop_connections.send(true);
+    ctx.recovery.close_all();
     let _ = tokio::time::timeout_at(deadline, &mut server).await;
     let open = |counter: &std::sync::atomic::AtomicUsize| {
         counter.load(std::sync::atomic::Ordering::Relaxed)

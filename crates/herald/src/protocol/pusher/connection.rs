@@ -205,7 +205,7 @@ impl Connection {
                 }
                 Step::Received(_) => return,
                 Step::Queued(Next::Frame(frame)) => {
-                    let write = write_queued(websocket, frame, &outbox);
+                    let write = write_queued(websocket, frame, &outbox, |_| {});
                     tokio::pin!(write);
                     let mut stalled = false;
                     loop {

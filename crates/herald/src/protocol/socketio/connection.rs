@@ -77,6 +77,8 @@ pub(super) struct Connection<S> {
     /// This connection's share of authorization requests in flight, made at its first
     /// authorization (most connections only join public channels).
     auth_slots: std::sync::OnceLock<ConnectionSlots>,
+    /// Whether it counts as connected (not while its client is away and its session kept).
+    counted: std::sync::atomic::AtomicBool,
     socket: std::marker::PhantomData<fn(S)>,
 }
 
@@ -106,9 +108,50 @@ impl<S> Connection<S> {
         for channel in state.take_joined() {
             self.left(channel, reason);
         }
-        self.ctx.hub.connection_closed();
-        metrics().connected.get_or_create(&SOCKETIO).dec();
-        metrics().new_disconnections.get_or_create(&SOCKETIO).inc();
+        self.uncount();
+    }
+
+    /// The client is gone, its session kept for it to come back: it no longer counts as
+    /// connected (`/status`, `herald_connected`, `limits.maxConnections`).
+    pub(super) fn detach(&self) {
+        self.uncount();
+    }
+
+    /// The client came back to its kept session: it counts again, taking over the place its
+    /// new handshake reserved.
+    pub(super) fn reattach(&self) {
+        if !self
+            .counted
+            .swap(true, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.ctx.hub.connection_opened();
+            metrics().connected.get_or_create(&SOCKETIO).inc();
+        }
+    }
+
+    fn uncount(&self) {
+        if self
+            .counted
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            self.ctx.hub.connection_closed();
+            metrics().connected.get_or_create(&SOCKETIO).dec();
+            metrics().new_disconnections.get_or_create(&SOCKETIO).inc();
+        }
+    }
+
+    /// A client lost with its session kept for it to come back: its presence channels are
+    /// left now (the others see the member go, as on any disconnect: a member that may never
+    /// come back is not shown for minutes); its other channels are kept.
+    pub(super) fn leave_presence_channels(&self, reason: &str) {
+        let left = {
+            let mut state = self.state();
+            let Some(state) = state.as_mut() else { return };
+            state.take_joined_if(|channel| ChannelKind::of(channel) == ChannelKind::Presence)
+        };
+        for channel in left {
+            self.left(channel, reason);
+        }
     }
 
     /// After the channel is gone from `state`: out of the Hub, then out of presence.
@@ -145,6 +188,7 @@ impl<S: EchoSocket> Connection<S> {
             auth_slots: std::sync::OnceLock::new(),
             ctx,
             state: Mutex::new(Some(Subscriptions::default())),
+            counted: std::sync::atomic::AtomicBool::new(true),
             socket: std::marker::PhantomData,
         })
     }

@@ -19,10 +19,15 @@ use std::sync::Arc;
 /// Socket.IO's key in the Hub's `Frames`.
 const SOCKETIO: WireFormat = "socket.io";
 
+/// Socket.IO with an offset as the last argument, for sockets that can recover their state.
+const SOCKETIO_WITH_OFFSET: WireFormat = "socket.io+offset";
+
 /// One socket: the id Laravel and other clients know it by, and its queue of packets.
 pub(super) struct CoreSocket {
     pub(super) id: SocketId,
     pub(super) outbox: Arc<Outbox>,
+    /// Its publications carry offsets (an Engine.IO 4 socket, with recovery on).
+    pub(super) offsets: bool,
 }
 
 impl Subscriber for CoreSocket {
@@ -31,7 +36,16 @@ impl Subscriber for CoreSocket {
     }
 
     fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery {
-        let Some(frame) = frames.get_or_encode(SOCKETIO, || publication_packet(publication)) else {
+        let frame = if self.offsets {
+            frames.get_or_encode(SOCKETIO_WITH_OFFSET, || {
+                let (channel, payload) = socketio_args(publication);
+                let offset = super::recovery::next_offset().to_string();
+                event_packet(event_name(publication)?, &(channel, payload, offset))
+            })
+        } else {
+            frames.get_or_encode(SOCKETIO, || publication_packet(publication))
+        };
+        let Some(frame) = frame else {
             return Delivery::Skipped;
         };
         match self.outbox.push(frame) {

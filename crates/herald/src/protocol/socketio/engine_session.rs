@@ -7,6 +7,7 @@
 use super::SocketIoContext;
 use super::connection::{Connection, Handshake};
 use super::core_socket::CoreSocket;
+use super::recovery::{Parked, Written};
 use super::session::{Eio, SessionHandle};
 use crate::connection::writer::{self, send, write_queued};
 use crate::connection::{Next, Outbox, Upgrading, WebSocket, until};
@@ -65,7 +66,7 @@ pub(super) async fn run_websocket(
     // largest state its future can be in, and an idle session should not carry it.
     let ended = if Box::pin(send(&mut websocket, open)).await {
         if eio == Eio::V3 {
-            session.connect();
+            session.connect(None);
         }
         session.serve(&mut websocket).await
     } else {
@@ -97,7 +98,7 @@ pub(super) fn open_polling(
     let id = engine_id.clone();
     tokio::spawn(async move {
         if eio == Eio::V3 {
-            session.connect();
+            session.connect(None);
         }
         let ended = match session.serve_polling(inbox, &engine_id).await {
             Ok(mut websocket) => session.serve(&mut websocket).await,
@@ -127,6 +128,10 @@ struct Session {
     connection: Option<Arc<Connection<Arc<CoreSocket>>>>,
     /// Engine.IO 4: a ping is out and its pong has not come.
     awaiting_pong: bool,
+    /// With recovery: the private id the client comes back with.
+    pid: Option<Box<str>>,
+    /// With recovery: the publications written last.
+    written: Written,
 }
 
 /// What woke a session's task.
@@ -161,6 +166,7 @@ impl Session {
         let socket = Arc::new(CoreSocket {
             id: socket_id,
             outbox: Arc::new(Outbox::new(ctx.limits.max_queue_bytes)),
+            offsets: eio == Eio::V4 && !ctx.options.recovery_window.is_zero(),
         });
         ctx.open.fetch_add(1, Ordering::Relaxed);
         Session {
@@ -170,6 +176,8 @@ impl Session {
             handshake: Some(handshake),
             connection: None,
             awaiting_pong: false,
+            pid: None,
+            written: Written::default(),
         }
     }
 
@@ -194,16 +202,91 @@ impl Session {
     }
 
     /// Joins the default namespace: the connection counts from here, and the client is told.
-    fn connect(&mut self) {
-        let Some(handshake) = self.handshake.take() else {
+    /// `auth` is the CONNECT's data: a client coming back names its session there.
+    fn connect(&mut self, auth: Option<&str>) {
+        if self.handshake.is_none() {
             return; // already connected: a second CONNECT changes nothing
+        }
+        if self.socket.offsets {
+            let back = auth.and_then(|auth| serde_json::from_str::<ComingBack>(auth).ok());
+            if let Some(back) = back
+                && self.recover(&back.pid, back.offset.as_deref())
+            {
+                return;
+            }
+            self.pid = Some(Box::from(super::session::new_id().as_str()));
+        }
+        let Some(handshake) = self.handshake.take() else {
+            return;
         };
         let subscriber: Arc<dyn crate::hub::Subscriber> = self.socket.clone();
         self.connection = Some(Connection::open(self.ctx.clone(), subscriber, *handshake));
-        self.queue(match self.eio {
-            Eio::V3 => FrameText::from_static("40"),
-            Eio::V4 => FrameText::from(format!("40{}", json!({"sid": self.socket.id.as_str()}))),
-        });
+        self.queue(self.connect_answer());
+    }
+
+    /// CONNECT's answer: nothing more for Engine.IO 3 (`40`); the socket id, and with recovery
+    /// the session's private id, for Engine.IO 4.
+    fn connect_answer(&self) -> FrameText {
+        match (self.eio, &self.pid) {
+            (Eio::V3, _) => FrameText::from_static("40"),
+            (Eio::V4, None) => {
+                FrameText::from(format!("40{}", json!({"sid": self.socket.id.as_str()})))
+            }
+            (Eio::V4, Some(pid)) => FrameText::from(format!(
+                "40{}",
+                json!({"sid": self.socket.id.as_str(), "pid": pid})
+            )),
+        }
+    }
+
+    /// Takes back the session parked under `pid`, if the client can be given everything it
+    /// missed after `offset`: its socket (id, channels, queue) becomes this session's, and the
+    /// missed publications follow the CONNECT answer, in order.
+    fn recover(&mut self, pid: &str, offset: Option<&str>) -> bool {
+        let Some(parked) = self.ctx.recovery.take(pid) else {
+            return false;
+        };
+        let offset = match offset.map(str::parse::<u64>) {
+            Some(Ok(offset)) => Some(offset),
+            Some(Err(_)) => {
+                parked.close("transport close");
+                return false;
+            }
+            None => None,
+        };
+        let missed = match parked.written.after(offset) {
+            Some(missed) if !parked.socket.outbox.has_overflowed() => missed,
+            _ => {
+                parked.close("transport close");
+                return false;
+            }
+        };
+        let Parked {
+            socket,
+            connection,
+            written,
+        } = parked;
+        let mut queued = Vec::new();
+        while let Some(packet) = socket.outbox.pop() {
+            queued.push(packet);
+        }
+        self.socket.outbox.close();
+        self.socket = socket;
+        self.connection = Some(connection);
+        self.written = written;
+        self.handshake = None;
+        self.pid = Some(Box::from(pid));
+        // It counts as connected again, in the place this handshake reserved.
+        connection_back(&self.connection);
+        self.queue(self.connect_answer());
+        for packet in missed.into_iter().chain(queued) {
+            self.queue(packet);
+        }
+        console::dev_for(
+            self.socket.id.as_str(),
+            &format!("{} recovered its session", self.socket.id),
+        );
+        true
     }
 
     /// The heartbeat's deadline while all is well: Engine.IO 4 pings after an interval; an
@@ -259,7 +342,7 @@ impl Session {
             return Ok(());
         }
         match packet.kind {
-            Kind::Connect => self.connect(),
+            Kind::Connect => self.connect(packet.data),
             Kind::Disconnect => return Err("client namespace disconnect"),
             Kind::Event => {
                 let Some(connection) = &self.connection else {
@@ -293,7 +376,6 @@ impl Session {
         mut requests: mpsc::Receiver<ToSession>,
         engine_id: &str,
     ) -> Result<WebSocket, Ended> {
-        let outbox = self.socket.outbox.clone();
         let heartbeat = tokio::time::sleep(self.heartbeat_after());
         tokio::pin!(heartbeat);
         let mut shutdown = self.ctx.shutdown.clone();
@@ -309,7 +391,8 @@ impl Session {
                 biased;
                 _ = &mut stopping => Step::ShuttingDown,
                 request = requests.recv() => Step::Requested(request),
-                next = outbox.next(), if poll.is_some() => Step::Queued(next),
+                // The socket's queue, read afresh each time: a recovered session's is another.
+                next = self.socket.outbox.next(), if poll.is_some() => Step::Queued(next),
                 () = &mut heartbeat => Step::Heartbeat,
                 () = until(&mut connect_by), if connecting => Step::NotConnected,
             };
@@ -318,7 +401,7 @@ impl Session {
                     if poll.as_ref().is_some_and(|waiting| !waiting.is_closed()) {
                         break self.broken("two polls at once");
                     }
-                    match outbox.pop() {
+                    match self.socket.outbox.pop() {
                         Some(first) => {
                             let _ = answer.send(self.payload(first));
                         }
@@ -372,10 +455,15 @@ impl Session {
     }
 
     /// `first` and every packet queued behind it, as one polling payload.
-    fn payload(&self, first: FrameText) -> String {
+    fn payload(&mut self, first: FrameText) -> String {
         let mut packets = vec![first];
         while let Some(next) = self.socket.outbox.pop() {
             packets.push(next);
+        }
+        if self.socket.offsets {
+            for packet in &packets {
+                self.written.record(packet);
+            }
         }
         encode_texts(packets.iter().map(FrameText::as_str), framing(self.eio))
     }
@@ -453,7 +541,6 @@ impl Session {
     /// Reads and writes a websocket until the client leaves, stops answering, or reads too
     /// slowly.
     async fn serve(&mut self, websocket: &mut WebSocket) -> Ended {
-        let outbox = self.socket.outbox.clone();
         let heartbeat = tokio::time::sleep(self.heartbeat_after());
         tokio::pin!(heartbeat);
         let mut shutdown = self.ctx.shutdown.clone();
@@ -468,7 +555,8 @@ impl Session {
             let step = tokio::select! {
                 biased;
                 _ = &mut stopping => Step::ShuttingDown,
-                next = outbox.next() => Step::Queued(next),
+                // The socket's queue, read afresh each time: a recovered session's is another.
+                next = self.socket.outbox.next() => Step::Queued(next),
                 message = websocket.next() => Step::Received(message),
                 () = &mut heartbeat => Step::Heartbeat,
                 () = until(&mut connect_by), if connecting => Step::NotConnected,
@@ -497,7 +585,17 @@ impl Session {
                 }
                 Step::Received(_) => return "transport close",
                 Step::Queued(Next::Frame(frame)) => {
-                    let write = write_queued(websocket, frame, &outbox);
+                    let ping_timeout = self.ctx.options.ping_timeout;
+                    let after_stall = self.heartbeat_after();
+                    let Session {
+                        socket, written, ..
+                    } = self;
+                    let offsets = socket.offsets;
+                    let write = write_queued(websocket, frame, &socket.outbox, |packet| {
+                        if offsets {
+                            written.record(packet);
+                        }
+                    });
                     tokio::pin!(write);
                     let mut stalled = false;
                     loop {
@@ -507,7 +605,7 @@ impl Session {
                             // Blocked writing to a client that does not read: its queue
                             // overflowed meanwhile. Drop it now; a close frame could not
                             // reach it anyway.
-                            () = outbox.overflowed() => return self.too_slow(),
+                            () = socket.outbox.overflowed() => return too_slow(&socket.id),
                             // No timer per write (one per delivery costs throughput): the
                             // heartbeat's, then one ping timeout more, bound a stalled write.
                             () = &mut heartbeat => {
@@ -515,16 +613,14 @@ impl Session {
                                     return "transport close";
                                 }
                                 stalled = true;
-                                heartbeat.as_mut().reset(Instant::now() + self.ctx.options.ping_timeout);
+                                heartbeat.as_mut().reset(Instant::now() + ping_timeout);
                             }
                         }
                     }
                     if stalled {
                         // Nothing was read meanwhile: the client's pings wait unread.
                         self.awaiting_pong = false;
-                        heartbeat
-                            .as_mut()
-                            .reset(Instant::now() + self.heartbeat_after());
+                        heartbeat.as_mut().reset(Instant::now() + after_stall);
                     }
                 }
                 Step::Queued(Next::TooSlow) => {
@@ -565,25 +661,64 @@ impl Session {
 
     /// Counts and logs a client closed for reading too slowly.
     fn too_slow(&self) -> Ended {
-        metrics().slow_disconnections.inc();
-        tracing::warn!(socket_id = %self.socket.id, "send queue full: disconnecting slow client");
-        console::dev(&format!(
-            "{} disconnected: too slow to read its events",
-            self.socket.id
-        ));
-        "transport error"
+        too_slow(&self.socket.id)
     }
 
     /// Leaves everything: the queue refuses, the connection releases its channels and count.
+    /// With recovery, a session its client merely lost is parked instead, for it to come back.
     fn end(self, ended: Ended) {
+        self.ctx.open.fetch_sub(1, Ordering::Relaxed);
+        let lost = matches!(ended, "transport close" | "ping timeout");
+        let stopping = *self.ctx.shutdown.borrow();
+        if let (Some(pid), Some(connection)) = (&self.pid, &self.connection)
+            && lost
+            && !stopping
+            && !self.socket.outbox.has_overflowed()
+        {
+            connection.leave_presence_channels(ended);
+            let parked = Parked {
+                socket: self.socket.clone(),
+                connection: connection.clone(),
+                written: self.written,
+            };
+            let window = self.ctx.options.recovery_window;
+            let most = self.ctx.limits.max_connections;
+            match self.ctx.recovery.park(pid, parked, window, most) {
+                Ok(()) => return,
+                Err(refused) => return refused.close(ended),
+            }
+        }
         self.socket.outbox.close();
         match &self.connection {
             Some(connection) => connection.close(ended),
             // Never connected: give back the place its handshake reserved.
             None => self.ctx.hub.release_reservation(),
         }
-        self.ctx.open.fetch_sub(1, Ordering::Relaxed);
     }
+}
+
+/// A recovered connection counts again.
+fn connection_back(connection: &Option<Arc<Connection<Arc<CoreSocket>>>>) {
+    if let Some(connection) = connection {
+        connection.reattach();
+    }
+}
+
+/// Counts and logs socket `id` closed for reading too slowly.
+fn too_slow(id: &SocketId) -> Ended {
+    metrics().slow_disconnections.inc();
+    tracing::warn!(socket_id = %id, "send queue full: disconnecting slow client");
+    console::dev(&format!("{id} disconnected: too slow to read its events"));
+    "transport error"
+}
+
+/// What a client coming back puts in its CONNECT: its session's private id and the offset of
+/// the last publication it got.
+#[derive(serde::Deserialize)]
+struct ComingBack {
+    pid: String,
+    #[serde(default)]
+    offset: Option<String>,
 }
 
 /// The refusal of a namespace other than `/`, in the client's protocol.

@@ -9,10 +9,12 @@ mod core_socket;
 mod engine_session;
 mod events;
 mod http_layer;
+mod recovery;
 mod session;
 
 pub use events::is_reserved_event_name;
 pub use http_layer::{SessionGuard, SocketIoHttpLayer, client_bundle_path};
+pub use recovery::Recovery;
 pub use session::Sessions;
 
 use crate::auth::HttpAuthorizer;
@@ -43,4 +45,6 @@ pub struct SocketIoContext {
     pub open: std::sync::atomic::AtomicUsize,
     /// Polling sessions, by the id their requests carry.
     pub sessions: Sessions,
+    /// Dropped sessions waiting for their client to come back.
+    pub recovery: Arc<Recovery>,
 }
