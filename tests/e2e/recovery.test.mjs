@@ -90,3 +90,22 @@ function recordOutgoing(socket) {
   };
   return sent;
 }
+
+test('with maxDisconnectionDuration 0 there is no recovery: no session id, a dropped client is a new socket', async () => {
+  const off = await startHerald({
+    config: { clients: [API], database: 'memory', subscribers: { redis: false }, socketio: { connectionStateRecovery: { maxDisconnectionDuration: 0 } } },
+  });
+  const client = await connectEcho(off.url, { echo: 2, sio: 4, options: { reconnectionDelay: 200, reconnectionDelayMax: 200 } });
+  try {
+    const id = client.socket.id;
+    assert.equal(client.socket._pid, undefined, 'no session id offered');
+    client.socket.io.engine.close();
+    await waitUntil(() => !client.socket.connected, { what: 'the client to notice' });
+    await waitUntil(() => client.socket.connected, { timeoutMs: 10000, what: 'the client to come back' });
+    assert.ok(!client.socket.recovered, 'not recovered');
+    assert.notEqual(client.socket.id, id, 'a new socket');
+  } finally {
+    client.close();
+    await off.stop();
+  }
+});
