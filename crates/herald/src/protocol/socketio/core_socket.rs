@@ -36,16 +36,13 @@ impl Subscriber for CoreSocket {
     }
 
     fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery {
-        let frame = if self.offsets {
-            frames.get_or_encode(SOCKETIO_WITH_OFFSET, || {
-                let (channel, payload) = socketio_args(publication);
-                let offset = super::recovery::next_offset().to_string();
-                event_packet(event_name(publication)?, &(channel, payload, offset))
-            })
+        let format = if self.offsets {
+            SOCKETIO_WITH_OFFSET
         } else {
-            frames.get_or_encode(SOCKETIO, || publication_packet(publication))
+            SOCKETIO
         };
-        let Some(frame) = frame else {
+        let encode = || publication_packet(publication, self.offsets);
+        let Some(frame) = frames.get_or_encode(format, encode) else {
             return Delivery::Skipped;
         };
         match self.outbox.push(frame) {
@@ -66,8 +63,15 @@ impl EchoSocket for Arc<CoreSocket> {
 }
 
 /// The packet that carries `publication` to Echo, or `None` if Socket.IO cannot carry it.
-fn publication_packet(publication: &Publication) -> Option<FrameText> {
-    event_packet(event_name(publication)?, &socketio_args(publication))
+fn publication_packet(publication: &Publication, with_offset: bool) -> Option<FrameText> {
+    let event = event_name(publication)?;
+    let (channel, payload) = socketio_args(publication);
+    if with_offset {
+        let offset = super::recovery::next_offset().to_string();
+        event_packet(event, &(channel, payload, offset))
+    } else {
+        event_packet(event, &(channel, payload))
+    }
 }
 
 /// `42["<event>",<args>…]`: an Engine.IO message carrying a Socket.IO event in the default
@@ -164,7 +168,7 @@ mod tests {
     fn publications_read_back_as_echo_reads_them() {
         let data = serde_json::value::to_raw_value(&serde_json::json!({"id": 7})).expect("raw");
         let publication = Publication::new("orders", "App\\Events\\Shipped", data, None);
-        let packet = publication_packet(&publication).expect("packet");
+        let packet = publication_packet(&publication, false).expect("packet");
         let text = packet.as_str();
         let Ok(Packet::Message(message)) = Packet::parse(text) else {
             panic!("a message packet: {text}");

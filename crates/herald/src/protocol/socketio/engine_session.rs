@@ -271,13 +271,14 @@ impl Session {
             queued.push(packet);
         }
         self.socket.outbox.close();
+        // It counts as connected again, in the place this handshake reserved.
+        connection.reattach();
         self.socket = socket;
         self.connection = Some(connection);
         self.written = written;
         self.handshake = None;
         self.pid = Some(Box::from(pid));
-        // It counts as connected again, in the place this handshake reserved.
-        connection_back(&self.connection);
+
         self.queue(self.connect_answer());
         for packet in missed.into_iter().chain(queued) {
             self.queue(packet);
@@ -694,13 +695,6 @@ impl Session {
             // Never connected: give back the place its handshake reserved.
             None => self.ctx.hub.release_reservation(),
         }
-    }
-}
-
-/// A recovered connection counts again.
-fn connection_back(connection: &Option<Arc<Connection<Arc<CoreSocket>>>>) {
-    if let Some(connection) = connection {
-        connection.reattach();
     }
 }
 
