@@ -27,7 +27,9 @@ before(async () => {
       // Dropped Engine.IO 4 sessions are kept 1 s for their clients to come back (connection
       // state recovery), then released: the tests below check that they are.
       socketio: { maxHttpBufferSize: 10000, connectionStateRecovery: { maxDisconnectionDuration: 1000 } },
-      limits: { maxConnections: 6000 },
+      // 4 MiB queues: a real client sharing 2 cores with Herald, Redis and the publisher can
+      // lag a MiB behind now and then; the one that stops reading still overflows (20 MB).
+      limits: { maxConnections: 6000, maxQueueBytes: 4 * 1024 * 1024 },
     },
   });
 });
@@ -49,12 +51,12 @@ async function assertAlive() {
   assert.equal(herald.proc.exitCode, null, 'the process is alive');
   const client = await connectEcho(herald.url, { echo: 2, sio: 4 });
   try {
-    const channel = `alive-${Math.random().toString(36).slice(2)}`;
-    const got = listen(client, channel, 'Ping');
-    await waitSubscribed(herald, channel, 1, API);
-    await redis.publish(channel, { event: 'App\\Events\\Ping', data: { via: 'redis' }, socket: null });
-    await publish(channel, { via: 'http' });
-    await got.waitFor(2);
+      const channel = `alive-${Math.random().toString(36).slice(2)}`;
+      const got = listen(client, channel, 'Ping');
+      await waitSubscribed(herald, channel, 1, API);
+      await redis.publish(channel, { event: 'App\\Events\\Ping', data: { via: 'redis' }, socket: null });
+      await publish(channel, { via: 'http' });
+      await got.waitFor(2);
   } finally {
     client.close();
   }
@@ -144,29 +146,33 @@ test('a client that stops reading is disconnected; the others get everything', a
   const slow = await rawSocket();
   slow.send('42["subscribe",{"channel":"firehose"}]');
   const healthy = await connectEcho(herald.url, { echo: 2, sio: 4 });
-  const got = listen(healthy, 'firehose', 'Ping');
-  const seen = recordAll(healthy.socket);
-  await waitSubscribed(herald, 'firehose', 2, API);
-  slow._socket.pause(); // stop reading: the kernel buffers fill, then Herald's queue
-  const slowClosed = new Promise((r) => slow.once('close', r));
-  // 2,000 × 10 KB = 20 MB: well past the kernel's socket buffers plus Herald's queue (1 MiB,
-  // limits.maxQueueBytes), published 250 KB at a time so that a client that reads is never
-  // that far behind.
-  const payload = 'p'.repeat(10000);
-  const total = 2000;
-  for (let i = 0; i < total; i += 25) {
-    const batch = [];
-    for (let j = i; j < i + 25; j++) batch.push(redis.publish('firehose', { event: 'App\\Events\\Ping', data: { j, payload }, socket: null }));
-    await Promise.all(batch);
+  try {
+    const got = listen(healthy, 'firehose', 'Ping');
+    const seen = recordAll(healthy.socket);
+    await waitSubscribed(herald, 'firehose', 2, API);
+    slow._socket.pause(); // stop reading: the kernel buffers fill, then Herald's queue
+    const slowClosed = new Promise((r) => slow.once('close', r));
+    // 2,000 × 10 KB = 20 MB: well past the kernel's socket buffers plus Herald's queue (4 MiB
+    // here, limits.maxQueueBytes), published 250 KB at a time so that a client that reads is never
+    // that far behind.
+    const payload = 'p'.repeat(10000);
+    const total = 2000;
+    for (let i = 0; i < total; i += 25) {
+      const batch = [];
+      for (let j = i; j < i + 25; j++) batch.push(redis.publish('firehose', { event: 'App\\Events\\Ping', data: { j, payload }, socket: null }));
+      await Promise.all(batch);
+    }
+    await got.waitFor(total, 30000);
+    assert.equal(new Set(got.received.map((e) => e.j)).size, total, 'the healthy client got every event');
+    assert.ok((await metric('herald_slow_disconnections_total')) >= 1, 'the slow client was disconnected');
+    assert.ok((await metric('herald_queue_drops_total')) >= 1, 'the overflowing delivery was counted');
+    assert.deepEqual([...new Set(seen.map(([name]) => name))], ['App\\Events\\Ping'], 'finding the slow client sent the others nothing');
+    slow._socket.resume();
+    await slowClosed;
+  } finally {
+    healthy.close();
+    slow.terminate();
   }
-  await got.waitFor(total, 30000);
-  assert.equal(new Set(got.received.map((e) => e.j)).size, total, 'the healthy client got every event');
-  assert.ok((await metric('herald_slow_disconnections_total')) >= 1, 'the slow client was disconnected');
-  assert.ok((await metric('herald_queue_drops_total')) >= 1, 'the overflowing delivery was counted');
-  assert.deepEqual([...new Set(seen.map(([name]) => name))], ['App\\Events\\Ping'], 'finding the slow client sent the others nothing');
-  slow._socket.resume();
-  await slowClosed;
-  healthy.close();
   await assertAlive();
 });
 
