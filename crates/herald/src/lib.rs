@@ -10,6 +10,7 @@ pub mod cluster;
 pub mod config;
 pub mod connection;
 pub mod console;
+pub mod debug_console;
 pub mod hub;
 pub mod metrics;
 pub mod node;

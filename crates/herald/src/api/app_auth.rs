@@ -28,6 +28,14 @@ impl AuthorizedApp {
         self.signed.is_some()
     }
 
+    /// Which API the request came through, as the debug console names it.
+    pub(super) fn source(&self) -> crate::hub::EventSource {
+        match self.is_pusher() {
+            true => crate::hub::EventSource::PusherApi,
+            false => crate::hub::EventSource::EchoApi,
+        }
+    }
+
     /// Checks that `body` is the one signed (`body_md5`); always true for unsigned apps.
     pub(super) fn check_body(&self, body: &[u8]) -> Result<(), ApiError> {
         match &self.signed {

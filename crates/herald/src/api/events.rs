@@ -4,8 +4,8 @@ use super::app_auth::AuthorizedApp;
 use super::{ApiError, ApiState};
 use crate::config::AppLimits;
 use crate::console;
-use crate::hub::{Publication, SocketId, Space, validate_channel_name};
-use crate::sources::{Source, dispatch};
+use crate::hub::{EventSource, Hub, Publication, SocketId, Space, validate_channel_name};
+use crate::sources::dispatch;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -33,7 +33,7 @@ pub(super) async fn publish(
 ) -> Result<Json<Value>, ApiError> {
     let body = signed_body(&app, &state, body)?;
     let request = parse_event_request(&body, &app.limits)?;
-    publish_request(&state, &app.space, request)?;
+    publish_request(&state.hub, &app.space, request, app.source())?;
     Ok(Json(json!({"message": "ok"})))
 }
 
@@ -85,23 +85,43 @@ pub(super) async fn publish_batch(
         })
         .collect::<Result<Vec<_>, _>>()?;
     for request in requests {
-        publish_request(&state, &app.space, request)?;
+        publish_request(&state.hub, &app.space, request, app.source())?;
     }
     Ok(Json(json!({})))
 }
 
-fn publish_request(state: &ApiState, space: &Space, request: EventRequest) -> Result<(), ApiError> {
+/// Publishes an event request body as `POST /apps/{appId}/events` does (the same rules and
+/// path), into `space` within `limits`, from `source`. Returns how many connections of this
+/// node it was queued for.
+pub fn publish_body(
+    hub: &Hub,
+    space: &Space,
+    limits: &AppLimits,
+    body: &[u8],
+    source: EventSource,
+) -> Result<usize, ApiError> {
+    let request = parse_event_request(body, limits)?;
+    publish_request(hub, space, request, source)
+}
+
+fn publish_request(
+    hub: &Hub,
+    space: &Space,
+    request: EventRequest,
+    source: EventSource,
+) -> Result<usize, ApiError> {
     console::dev_plain(&format!("Channel: {}", request.channels.join(", ")));
     console::dev_plain(&format!("Event: {}", request.name));
     let data = RawValue::from_string(request.data)
         .map_err(|e| ApiError::BadRequest(format!("data is not valid JSON: {e}")))?;
     let socket = request.socket_id.as_deref().map(SocketId::new);
+    let mut queued = 0;
     for channel in &request.channels {
         let key = space.key(channel);
         let publication = Publication::new(&key, &request.name, data.clone(), socket.clone());
-        dispatch(&state.hub, &publication, Source::Http);
+        queued += dispatch(hub, &publication, source);
     }
-    Ok(())
+    Ok(queued)
 }
 
 /// Applies laravel-echo-server's rules, minus its crashes: invalid JSON and wrong types are

@@ -10,6 +10,7 @@ mod reads;
 mod users;
 
 pub use error::ApiError;
+pub use events::publish_body;
 pub use express::{ExpressCompat, not_found};
 
 use crate::config::{ApiClient, Config};

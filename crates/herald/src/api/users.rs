@@ -3,7 +3,7 @@
 
 use super::app_auth::AuthorizedApp;
 use super::{ApiError, ApiState};
-use crate::hub::{Message, Publication, user_channel};
+use crate::hub::{EventSource, Message, Publication, user_channel};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
@@ -22,6 +22,6 @@ pub(super) async fn terminate_connections(
     app.check_body(&body)?;
     let channel = app.space.key(&user_channel(&user_id)).into_owned();
     let publication = Publication::with(&channel, Message::Terminate, None);
-    crate::sources::dispatch(&state.hub, &publication, crate::sources::Source::Http);
+    crate::sources::dispatch(&state.hub, &publication, EventSource::PusherApi);
     Ok(Json(json!({})))
 }

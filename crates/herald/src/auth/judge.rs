@@ -88,9 +88,16 @@ pub fn judge(
     body_shown: bool,
 ) -> Result<Grant, Refusal> {
     if status != 200 {
+        let said = match app_message(body) {
+            Some(message) if body_shown => format!(": \"{message}\""),
+            _ => String::new(),
+        };
         return Err(Refusal::answered(
             status,
-            format!("auth endpoint answered {status}{}", status_hint(status)),
+            format!(
+                "auth endpoint answered {status}{}{said}",
+                status_hint(status)
+            ),
         ));
     }
     let parsed: Option<Value> = serde_json::from_slice(body).ok();
@@ -161,6 +168,20 @@ fn status_hint(status: u16) -> &'static str {
     }
 }
 
+/// The app's own words in a refusal: Laravel's JSON error body `{"message": "…"}` (e.g. an
+/// `AccessDeniedHttpException`'s message). One line, printable characters, at most 200.
+fn app_message(body: &[u8]) -> Option<String> {
+    let parsed: Value = serde_json::from_slice(body).ok()?;
+    let message = parsed.get("message")?.as_str()?;
+    let clean: String = message
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(200)
+        .collect();
+    let clean = clean.trim();
+    (!clean.is_empty()).then(|| clean.to_owned())
+}
+
 fn preview(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
     let text = text.trim();
@@ -187,6 +208,24 @@ mod tests {
             let normal = judge(kind, status, &body, false, true);
             proptest::prop_assert!(strict.is_err() || normal.is_ok());
         }
+    }
+
+    #[test]
+    fn a_refusal_passes_on_the_apps_own_message_from_a_configured_host_only() {
+        let body = br#"{"message": "Only team members may listen.\nReally."}"#;
+        let r = judge(ChannelKind::Private, 403, body, false, true).expect_err("refused");
+        assert_eq!(
+            r.reason,
+            "auth endpoint answered 403 (denied by the channel's callback in routes/channels.php): \"Only team members may listen. Really.\""
+        );
+        let hidden = judge(ChannelKind::Private, 403, body, false, false).expect_err("refused");
+        assert!(!hidden.reason.contains("team"), "{}", hidden.reason);
+        let plain = judge(ChannelKind::Private, 403, b"<html>nope", false, true).expect_err("x");
+        assert!(
+            plain.reason.ends_with("routes/channels.php)"),
+            "{}",
+            plain.reason
+        );
     }
 
     #[test]

@@ -210,5 +210,5 @@ fn deliver(hub: &Hub, node: &NodeId, payload: &[u8], max_message_bytes: usize) {
     if cacheable {
         hub.remember(&publication);
     }
-    hub.publish(&publication);
+    crate::sources::deliver_from_cluster(hub, &publication);
 }

@@ -46,6 +46,7 @@ pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
     "shutdownTimeout",
     "metricsPort",
     "metricsToken",
+    "console",
     "trustedProxies",
     "limits",
     "cluster",

@@ -1,4 +1,4 @@
-//! The `LARAVEL_ECHO_SERVER_*` environment overrides.
+//! The `LARAVEL_ECHO_SERVER_*` environment overrides, and `HERALD_CONSOLE_TOKEN`.
 
 use serde_json::{Map, Value};
 
@@ -25,6 +25,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("LARAVEL_ECHO_SERVER_SSL_KEY", "sslKeyPath"),
     ("LARAVEL_ECHO_SERVER_SSL_CHAIN", "sslCertChainPath"),
     ("LARAVEL_ECHO_SERVER_SSL_PASS", "sslPassphrase"),
+    ("HERALD_CONSOLE_TOKEN", "console.token"),
 ];
 
 /// Resolves `${NAME}` indirection the way laravel-echo-server does: if the value contains

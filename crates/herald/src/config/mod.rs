@@ -79,6 +79,9 @@ pub struct Config {
     pub metrics_port: Option<u16>,
     /// Bearer token `/metrics` requires when set (`metricsToken`).
     pub metrics_token: Option<String>,
+    /// The debug console's token (`console.token`, `HERALD_CONSOLE_TOKEN`): without one,
+    /// nothing is served under `/console`.
+    pub console_token: Option<String>,
     /// Proxies whose `X-Forwarded-For` is believed (`trustedProxies`).
     pub trusted_proxies: crate::peer::TrustedProxies,
     /// Resource limits.
@@ -345,6 +348,15 @@ impl Config {
             }
         };
         let metrics_token = r.opt_string("metricsToken").filter(|t| !t.is_empty());
+        let console_token = r.opt_string("console.token").filter(|t| !t.is_empty());
+        if let Some(token) = &console_token
+            && token.len() < 16
+        {
+            warnings.push(format!(
+                "console.token is {} characters long: anyone who guesses it sees every event and can publish; use 16 or more random characters (openssl rand -hex 16)",
+                token.len()
+            ));
+        }
         let trusted_proxies = read_trusted_proxies(&mut r);
         let limits = Limits {
             max_connections: r.u64("limits.maxConnections", 100_000, "a number of connections")
@@ -398,6 +410,7 @@ impl Config {
             shutdown_timeout,
             metrics_port,
             metrics_token,
+            console_token,
             trusted_proxies,
             limits,
             cluster,
@@ -420,17 +433,43 @@ fn unknown_key_warnings(options: &Value) -> Vec<String> {
         return Vec::new();
     };
     let known = default_options();
+    let names: Vec<&str> = known
+        .as_object()
+        .into_iter()
+        .flat_map(|o| o.keys().map(String::as_str))
+        .chain(defaults::EXTRA_TOP_LEVEL_KEYS.iter().copied())
+        .collect();
     map.keys()
-        .filter(|k| known.get(k.as_str()).is_none())
-        .filter(|k| !defaults::EXTRA_TOP_LEVEL_KEYS.contains(&k.as_str()))
+        .filter(|k| !names.contains(&k.as_str()))
         .map(|k| {
             if LEGACY_KEYS.contains(&k.as_str()) {
                 format!("config key `{k}` is from laravel-echo-server 1.2 and earlier; it is ignored (use `clients`)")
+            } else if let Some(near) = nearest_key(k, &names) {
+                format!("unknown config key `{k}` is ignored: did you mean `{near}`?")
             } else {
                 format!("unknown config key `{k}` is ignored")
             }
         })
         .collect()
+}
+
+/// The known key `key` was probably meant to be: the same but for case, or at most two edits
+/// away (the closest).
+fn nearest_key<'a>(key: &str, known: &[&'a str]) -> Option<&'a str> {
+    if let Some(same) = known.iter().find(|k| k.eq_ignore_ascii_case(key)) {
+        return Some(same);
+    }
+    known
+        .iter()
+        .map(|k| {
+            (
+                strsim::damerau_levenshtein(&key.to_lowercase(), &k.to_lowercase()),
+                *k,
+            )
+        })
+        .filter(|(distance, _)| *distance <= 2)
+        .min_by_key(|(distance, _)| *distance)
+        .map(|(_, k)| k)
 }
 
 /// `cluster`: `{"driver": "redis", "prefix"?, "nodeId"?, "redis"?}`; a cluster needs the
@@ -729,6 +768,48 @@ mod tests {
                 .any(|w| w.contains("unknown config key `prot`"))
         );
         assert!(warnings.iter().any(|w| w.contains("`referrers`")));
+    }
+
+    #[test]
+    fn an_unknown_key_suggests_the_nearest_known_one() {
+        let options = merged(json!({"devmode": true, "authHots": "x", "zzz": 1}));
+        let (_, warnings) = Config::from_merged(&options).expect("valid");
+        let said = warnings.join("\n");
+        assert!(
+            said.contains("`devmode` is ignored: did you mean `devMode`?"),
+            "{said}"
+        );
+        assert!(
+            said.contains("`authHots` is ignored: did you mean `authHost`?"),
+            "{said}"
+        );
+        assert!(
+            said.contains("unknown config key `zzz` is ignored\n")
+                || said.ends_with("`zzz` is ignored"),
+            "{said}"
+        );
+    }
+
+    #[test]
+    fn the_console_token_comes_from_the_file_or_the_environment_and_a_short_one_is_warned_of() {
+        let options = merged(json!({"console": {"token": "short"}}));
+        let (config, warnings) = Config::from_merged(&options).expect("valid");
+        assert_eq!(config.console_token.as_deref(), Some("short"));
+        assert!(
+            warnings
+                .iter()
+                .any(|w| w.contains("console.token is 5 characters long"))
+        );
+        let mut file = json!({});
+        let applied = env::apply_env_overrides(&mut file, |name| {
+            (name == "HERALD_CONSOLE_TOKEN").then(|| "0123456789abcdef".to_owned())
+        });
+        assert_eq!(applied, vec!["console.token"]);
+        let (config, warnings) = Config::from_merged(&merged(file)).expect("valid");
+        assert_eq!(config.console_token.as_deref(), Some("0123456789abcdef"));
+        assert!(warnings.is_empty(), "{warnings:?}");
+        let (config, _) = Config::from_merged(&default_options()).expect("valid");
+        assert_eq!(config.console_token, None);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! It knows no wire protocol, no HTTP and no Redis. Protocol adapters register
 //! [`Subscriber`]s; sources call [`Hub::publish`].
 
+pub mod activity;
 mod admission;
 mod cache;
 mod channel_name;
@@ -10,6 +11,7 @@ mod publication;
 mod registry;
 mod space;
 
+pub use activity::{Activity, ActivityTap, EventSource};
 pub use cache::{CACHE_TTL, MAX_CACHED_CHANNELS, is_cache_channel};
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, user_channel, user_of_channel,
@@ -17,7 +19,7 @@ pub use channel_name::{
 };
 pub use publication::{Member, Message, Publication, SocketId, data_as_text, user_id_text};
 pub use registry::{ChannelInfo, Hub, Subscribed, Unsubscribed};
-pub use space::{Space, visible_name};
+pub use space::{Space, app_of, visible_name};
 
 /// What happened to one delivery.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,5 +1,6 @@
 //! The sharded channel registry and the fan-out loop.
 
+use super::activity::{Activity, ActivityTap, channel_of};
 use super::admission::Admission;
 use super::cache::ChannelCache;
 use super::{
@@ -52,6 +53,39 @@ pub enum Unsubscribed {
     Last,
 }
 
+/// The channel changes the debug console shows, as it shows them.
+fn describe_change(change: ChannelChange<'_>) -> Option<Activity> {
+    Some(match change {
+        ChannelChange::Occupied(key) => {
+            let (channel, app) = channel_of(key);
+            Activity::Occupied { channel, app }
+        }
+        ChannelChange::Vacated(key) => {
+            let (channel, app) = channel_of(key);
+            Activity::Vacated { channel, app }
+        }
+        ChannelChange::MemberAdded(key, member) => {
+            let (channel, app) = channel_of(key);
+            Activity::MemberAdded {
+                channel,
+                app,
+                user_id: member.user_id.clone(),
+                user_info: member.user_info.clone(),
+            }
+        }
+        ChannelChange::MemberRemoved(key, member) => {
+            let (channel, app) = channel_of(key);
+            Activity::MemberRemoved {
+                channel,
+                app,
+                user_id: member.user_id.clone(),
+            }
+        }
+        // Not shown: the rest is bookkeeping, or shown where it happens (client events).
+        _ => return None,
+    })
+}
+
 /// The registry of channels and connections on this node, and the fan-out.
 pub struct Hub {
     shards: Box<[RwLock<Shard>]>,
@@ -64,6 +98,8 @@ pub struct Hub {
     cache: ChannelCache,
     /// The other nodes of a cluster, if this node is one of several.
     relay: OnceLock<Arc<dyn Relay>>,
+    /// What happens here, for the debug console; free while nobody watches.
+    activity: ActivityTap,
 }
 
 impl Default for Hub {
@@ -82,6 +118,7 @@ impl Hub {
             watchers: OnceLock::new(),
             cache: ChannelCache::default(),
             relay: OnceLock::new(),
+            activity: ActivityTap::default(),
         }
     }
 
@@ -124,11 +161,21 @@ impl Hub {
         self.watchers.get().is_some()
     }
 
-    /// Tells the watchers, if any, of `change`.
+    /// Tells the watchers, if any, of `change` (and the activity tap of those it shows).
     pub fn observe(&self, change: ChannelChange<'_>) {
         for watcher in self.watchers.get().into_iter().flatten() {
             watcher.observe(change);
         }
+        if self.activity.is_watched()
+            && let Some(activity) = describe_change(change)
+        {
+            self.activity.record(|| activity);
+        }
+    }
+
+    /// Where what happens on this node is recorded for the debug console.
+    pub fn activity(&self) -> &ActivityTap {
+        &self.activity
     }
 
     fn shard_index(&self, channel: &str) -> usize {
@@ -187,6 +234,14 @@ impl Hub {
         if subscribers.contains_key(&id) {
             return Subscribed::Already;
         }
+        self.activity.record(|| {
+            let (channel, app) = channel_of(channel);
+            Activity::Subscribed {
+                socket: id.as_str().to_owned(),
+                channel,
+                app,
+            }
+        });
         subscribers.insert(id, subscriber);
         metrics().subscriptions.inc();
         self.observe(ChannelChange::Counted(channel));
@@ -207,6 +262,14 @@ impl Hub {
         if subscribers.remove(socket_id).is_none() {
             return Unsubscribed::NotThere;
         }
+        self.activity.record(|| {
+            let (channel, app) = channel_of(channel);
+            Activity::Unsubscribed {
+                socket: socket_id.as_str().to_owned(),
+                channel,
+                app,
+            }
+        });
         metrics().subscriptions.dec();
         self.observe(ChannelChange::Counted(channel));
         if !subscribers.is_empty() {

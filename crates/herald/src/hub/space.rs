@@ -50,6 +50,13 @@ impl Space {
     }
 }
 
+/// The isolated app whose space holds `key`, if any.
+pub fn app_of(key: &str) -> Option<&str> {
+    key.strip_prefix(MARK)
+        .and_then(|rest| rest.split_once(MARK))
+        .map(|(app, _)| app)
+}
+
 /// The name clients know a channel by, from its Hub key in any space.
 pub fn visible_name(key: &str) -> &str {
     key.strip_prefix(MARK)

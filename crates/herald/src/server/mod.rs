@@ -54,6 +54,15 @@ fn app(
         ExpressCompat::new(config),
         ExpressCompat::handle,
     ));
+    let mut router = Router::new();
+    if let Some(console) = crate::debug_console::router(
+        config,
+        hub.clone(),
+        ctx.presence.clone(),
+        ctx.shutdown.clone(),
+    ) {
+        router = router.merge(console);
+    }
     let guard = SessionGuard {
         search_dirs,
         hub,
@@ -61,7 +70,7 @@ fn app(
         trusted_proxies: config.trusted_proxies.clone(),
         core: ctx,
     };
-    Router::new()
+    router
         .fallback_service(api)
         .layer(from_fn_with_state(
             SocketIoHttpLayer::new(config.socketio.clone(), guard),
@@ -181,6 +190,7 @@ pub async fn run(
         shutdown,
         open: Default::default(),
         cluster: occupancy.clone(),
+        trusted_proxies: config.trusted_proxies.clone(),
     });
     let app = app(
         config,

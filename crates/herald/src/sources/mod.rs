@@ -4,5 +4,5 @@ mod dispatch;
 mod laravel_message;
 pub mod redis;
 
-pub use dispatch::{Source, dispatch, dispatch_client_event};
+pub use dispatch::{deliver_from_cluster, dispatch, dispatch_client_event};
 pub use laravel_message::{LaravelMessage, MessageError, parse_laravel_message};

@@ -3,9 +3,10 @@
 //! Redis may be down at start or go away later: Herald keeps serving, logs one line per state
 //! change, reconnects with capped exponential backoff and subscribes again.
 
-use super::{Source, dispatch, parse_laravel_message};
+use super::{dispatch, parse_laravel_message};
 use crate::config::RedisOptions;
 use crate::console;
+use crate::hub::EventSource;
 use crate::hub::Hub;
 use crate::redis_client;
 use futures_util::StreamExt;
@@ -239,7 +240,11 @@ impl RedisSource {
         };
         console::dev_plain(&format!("Channel: {full_channel}"));
         console::dev_plain(&format!("Event: {}", message.event));
-        dispatch(&self.hub, &message.into_publication(channel), Source::Redis);
+        dispatch(
+            &self.hub,
+            &message.into_publication(channel),
+            EventSource::Redis,
+        );
     }
 
     /// devMode only: a Laravel-looking message whose channel the configured prefix gets wrong.

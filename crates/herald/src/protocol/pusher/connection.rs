@@ -7,12 +7,12 @@ use super::signature::{auth_is_valid, subscription_text};
 use super::socket_id::new_socket_id;
 use super::subscriber::PusherSubscriber;
 use super::users::{MAX_WATCHLIST, check_signin, watchlist_channel};
-use super::{ACTIVITY_TIMEOUT, PONG_TIMEOUT, PusherApp, PusherContext};
+use super::{ACTIVITY_TIMEOUT, Hello, PONG_TIMEOUT, PusherApp, PusherContext};
 use crate::connection::writer::{self, send, write_queued};
 use crate::connection::{Next, Outbox, WebSocket, until};
 use crate::console;
 use crate::hub::{
-    ChannelChange, ChannelKind, FrameText, Message as HubMessage, Publication, SocketId,
+    Activity, ChannelChange, ChannelKind, FrameText, Message as HubMessage, Publication, SocketId,
     Subscribed, Unsubscribed, is_cache_channel, user_channel, validate_subscription,
 };
 use crate::metrics::{PUSHER, metrics};
@@ -33,6 +33,7 @@ pub(super) async fn run(
     mut websocket: WebSocket,
     key: &str,
     protocol: Option<u32>,
+    hello: Option<Box<Hello>>,
 ) {
     let app = match admit(&ctx, key, protocol) {
         Ok(app) => app,
@@ -48,6 +49,20 @@ pub(super) async fn run(
         id: SocketId::new(&new_socket_id()),
         outbox: Arc::new(Outbox::new(ctx.limits.max_queue_bytes)),
     });
+    if let Some(hello) = hello {
+        let Hello {
+            detail,
+            address,
+            user_agent,
+        } = *hello;
+        ctx.hub.activity().record(|| Activity::Connected {
+            socket: subscriber.id.as_str().to_owned(),
+            protocol: "pusher",
+            detail,
+            address,
+            user_agent,
+        });
+    }
     let mut connection = Connection {
         client_events: RateLimiter::per_second(app.client_events.rate_per_second),
         ctx,
@@ -358,6 +373,12 @@ impl Connection {
                 .auth
                 .as_deref()
                 .is_some_and(|auth| auth_is_valid(&self.app.key, &self.app.secret, &text, auth));
+            self.ctx.hub.activity().record(|| Activity::Authorization {
+                socket: self.id().as_str().to_owned(),
+                channel: channel.clone(),
+                granted: signed,
+                reason: (!signed).then(|| "invalid signature".to_owned()),
+            });
             if !signed {
                 console::dev_warning(&format!(
                     "{} could not be authenticated to {channel}",
@@ -599,7 +620,11 @@ impl Connection {
         let key = self.app.space.key(channel);
         let publication = Publication::new(&key, &frame.event, data, Some(self.id().clone()))
             .from_member(self.channels.member_of(channel));
-        crate::sources::dispatch_client_event(&self.ctx.hub, &publication);
+        crate::sources::dispatch_client_event(
+            &self.ctx.hub,
+            &publication,
+            crate::hub::EventSource::ClientEvent,
+        );
     }
 
     /// Leaves every channel and gives the connection's place back.
@@ -614,6 +639,10 @@ impl Connection {
             }
         }
         self.ctx.hub.connection_closed();
+        self.ctx.hub.activity().record(|| Activity::Disconnected {
+            socket: self.id().as_str().to_owned(),
+            reason: "closed".to_owned(),
+        });
         self.app.release_connection();
         self.ctx.open.fetch_sub(1, Ordering::Relaxed);
         metrics().connected.get_or_create(&PUSHER).dec();

@@ -47,6 +47,49 @@ pub struct PusherContext {
     pub open: std::sync::atomic::AtomicUsize,
     /// In a cluster, every node's channel counts: who is online, for watchlists.
     pub cluster: Option<Arc<crate::cluster::Occupancy>>,
+    /// Who the client is behind a proxy (shown on the debug console).
+    pub trusted_proxies: crate::peer::TrustedProxies,
+}
+
+/// What the debug console shows of the request that opened a connection: made only while a
+/// console watches, and dropped once shown.
+pub(super) struct Hello {
+    /// `protocol 7, js 8.4.0`.
+    detail: String,
+    /// The client's address.
+    address: String,
+    /// Its `User-Agent`.
+    user_agent: String,
+}
+
+impl Hello {
+    fn of(ctx: &PusherContext, request: &Request<Body>, query: &str) -> Hello {
+        let param = |wanted: &str| {
+            url::form_urlencoded::parse(query.as_bytes())
+                .find(|(name, _)| name == wanted)
+                .map(|(_, value)| value.chars().take(64).collect::<String>())
+                .unwrap_or_default()
+        };
+        let headers = request.headers();
+        Hello {
+            detail: format!(
+                "protocol {}, {} {}",
+                param("protocol"),
+                param("client"),
+                param("version")
+            ),
+            address: ctx
+                .trusted_proxies
+                .client_of(request.extensions(), headers)
+                .map(|client| client.forwarded_for)
+                .unwrap_or_default(),
+            user_agent: headers
+                .get(http::header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_owned(),
+        }
+    }
 }
 
 /// `GET /app/{key}`: the WebSocket endpoint.
@@ -62,6 +105,13 @@ async fn accept(
     RawQuery(query): RawQuery,
     mut request: Request<Body>,
 ) -> Response<Body> {
+    let hello = ctx.hub.activity().is_watched().then(|| {
+        Box::new(Hello::of(
+            &ctx,
+            &request,
+            query.as_deref().unwrap_or_default(),
+        ))
+    });
     let (response, websocket) =
         match crate::connection::upgrade(&mut request, crate::connection::MAX_CLIENT_MESSAGE) {
             Ok(accepted) => accepted,
@@ -72,7 +122,7 @@ async fn accept(
         .map(|(_, value)| value.parse::<u32>().unwrap_or(0));
     tokio::spawn(async move {
         if let Some(websocket) = websocket.await {
-            connection::run(ctx, websocket, &key, protocol).await;
+            connection::run(ctx, websocket, &key, protocol, hello).await;
         }
     });
     response

@@ -5,11 +5,12 @@
 use super::SocketIoContext;
 use super::core_socket::{event_name, socketio_args};
 use super::events::{ChannelRequest, WhisperRequest, parse_channel_request, parse_whisper};
+use super::session::Eio;
 use crate::auth::{AuthRequest, ConnectionSlots, Refusal};
 use crate::console;
 use crate::hub::{
-    ChannelChange, ChannelKind, Member, Publication, SocketId, Subscriber, is_cache_channel,
-    validate_subscription,
+    Activity, ChannelChange, ChannelKind, Member, Publication, SocketId, Subscriber,
+    is_cache_channel, validate_subscription,
 };
 use crate::metrics::{SOCKETIO, metrics};
 use crate::presence::{JoinError, MemberLimits};
@@ -35,6 +36,10 @@ pub(super) struct Handshake {
     pub referer: Option<String>,
     /// `X-Forwarded-For` for auth requests: the client's real address.
     pub forwarded_for: Option<String>,
+    /// `User-Agent`, shown on the debug console (kept only until CONNECT).
+    pub user_agent: Option<String>,
+    /// `websocket` or `polling`: how the session opened, shown on the debug console.
+    pub transport: &'static str,
 }
 
 impl Handshake {
@@ -57,6 +62,8 @@ impl Handshake {
                 .trusted_proxies
                 .client_of(extensions, headers)
                 .map(|client| client.forwarded_for),
+            user_agent: header(http::header::USER_AGENT),
+            transport: "websocket",
         }
     }
 }
@@ -109,12 +116,20 @@ impl<S> Connection<S> {
             self.left(channel, reason);
         }
         self.uncount();
+        self.ctx.hub.activity().record(|| Activity::Disconnected {
+            socket: self.id.as_str().to_owned(),
+            reason: reason.to_owned(),
+        });
     }
 
     /// The client is gone, its session kept for it to come back: it no longer counts as
     /// connected (`/status`, `herald_connected`, `limits.maxConnections`).
     pub(super) fn detach(&self) {
         self.uncount();
+        self.ctx.hub.activity().record(|| Activity::Disconnected {
+            socket: self.id.as_str().to_owned(),
+            reason: "client lost; its session is kept for it to come back".to_owned(),
+        });
     }
 
     /// The client came back to its kept session: it counts again, taking over the place its
@@ -126,6 +141,13 @@ impl<S> Connection<S> {
         {
             self.ctx.hub.connection_opened();
             metrics().connected.get_or_create(&SOCKETIO).inc();
+            self.ctx.hub.activity().record(|| Activity::Connected {
+                socket: self.id.as_str().to_owned(),
+                protocol: "socket.io",
+                detail: "Engine.IO 4, session recovered".to_owned(),
+                address: self.forwarded_for.clone().unwrap_or_default(),
+                user_agent: String::new(),
+            });
         }
     }
 
@@ -174,7 +196,22 @@ impl<S: EchoSocket> Connection<S> {
         ctx: Arc<SocketIoContext>,
         subscriber: Arc<dyn Subscriber>,
         handshake: Handshake,
+        eio: Eio,
     ) -> Arc<Connection<S>> {
+        ctx.hub.activity().record(|| Activity::Connected {
+            socket: subscriber.socket_id().as_str().to_owned(),
+            protocol: "socket.io",
+            detail: format!(
+                "Engine.IO {}, {}",
+                match eio {
+                    Eio::V3 => 3,
+                    Eio::V4 => 4,
+                },
+                handshake.transport
+            ),
+            address: handshake.forwarded_for.clone().unwrap_or_default(),
+            user_agent: handshake.user_agent.clone().unwrap_or_default(),
+        });
         ctx.hub.connection_opened();
         metrics().connected.get_or_create(&SOCKETIO).inc();
         metrics().new_connections.get_or_create(&SOCKETIO).inc();
@@ -310,6 +347,12 @@ impl<S: EchoSocket> Connection<S> {
             ));
             return;
         }
+        self.ctx.hub.activity().record(|| Activity::Authorization {
+            socket: self.id.as_str().to_owned(),
+            channel: channel.clone(),
+            granted: true,
+            reason: None,
+        });
         self.log(format_args!("authenticated for: {channel}"));
         self.log(format_args!("joined channel: {channel}"));
         self.send_cached(&socket, &channel);
@@ -327,6 +370,12 @@ impl<S: EchoSocket> Connection<S> {
                 return;
             }
         }
+        self.ctx.hub.activity().record(|| Activity::Authorization {
+            socket: self.id.as_str().to_owned(),
+            channel: channel.to_owned(),
+            granted: false,
+            reason: Some(refusal.reason.clone()),
+        });
         // A socket authorized earlier and refused now loses the channel.
         self.leave(channel, "authorization refused");
         console::dev_warning(&format!(
@@ -443,7 +492,11 @@ impl<S: EchoSocket> Connection<S> {
             Some(self.id.clone()),
         )
         .from_member(self.member_of(&request.channel));
-        crate::sources::dispatch_client_event(&self.ctx.hub, &publication);
+        crate::sources::dispatch_client_event(
+            &self.ctx.hub,
+            &publication,
+            crate::hub::EventSource::Whisper,
+        );
     }
 
     fn check_whisper(&self, request: &WhisperRequest) -> Result<(), client_events::Refusal> {

@@ -220,7 +220,12 @@ impl Session {
             return;
         };
         let subscriber: Arc<dyn crate::hub::Subscriber> = self.socket.clone();
-        self.connection = Some(Connection::open(self.ctx.clone(), subscriber, *handshake));
+        self.connection = Some(Connection::open(
+            self.ctx.clone(),
+            subscriber,
+            *handshake,
+            self.eio,
+        ));
         self.queue(self.connect_answer());
     }
 

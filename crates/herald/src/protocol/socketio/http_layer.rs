@@ -168,7 +168,8 @@ impl Inner {
     }
 
     /// Opens a polling session: its open packet, and the `io` cookie when it is on.
-    fn open_polling(&self, req: &Request, eio: Eio, handshake: Box<Handshake>) -> Response {
+    fn open_polling(&self, req: &Request, eio: Eio, mut handshake: Box<Handshake>) -> Response {
+        handshake.transport = "polling";
         let client = self
             .trusted_proxies
             .client_of(req.extensions(), req.headers())
