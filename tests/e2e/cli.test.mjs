@@ -52,9 +52,10 @@ test('init --yes writes laravel-echo-server.json as the original does', async ()
 
 test('init asks laravel-echo-server\'s questions on a terminal', async () => {
   const dir = scratchDir();
-  // `script` gives herald a pseudo-terminal; the keys answer: dev mode n, port 7002, database
-  // (default), auth host (default), protocol (default), API client y, CORS n, file (default).
-  const answers = 'n7002\n\n\n\nyn\n';
+  // `script` gives herald a pseudo-terminal; the keys answer, each with Enter as every prompt
+  // takes it: dev mode n, port 7002, database (default), auth host (default), protocol
+  // (default), API client y, CORS n, file (default).
+  const answers = 'n\n7002\n\n\n\ny\nn\n\n';
   const out = await new Promise((res) => {
     const child = spawn('script', ['-q', '-c', `${heraldBin} init`, '/dev/null'], { cwd: dir });
     let text = '';
@@ -80,6 +81,46 @@ test('init asks laravel-echo-server\'s questions on a terminal', async () => {
   assert.equal(config.devMode, false);
   assert.equal(config.clients.length, 1);
   assert.equal(config.apiOriginAllow.allowCors, false);
+});
+
+/** Runs `herald init` on a pseudo-terminal, typing `answers`. */
+function initOnTerminal(dir, answers) {
+  return new Promise((res) => {
+    const child = spawn('script', ['-q', '-c', `${heraldBin} init`, '/dev/null'], { cwd: dir });
+    let text = '';
+    child.stdout.on('data', (d) => (text += d));
+    child.on('exit', () => res(text));
+    child.stdin.end(answers);
+  });
+}
+
+test('init never overwrites a config unless told to', async () => {
+  const dir = scratchDir();
+  const path = join(dir, 'laravel-echo-server.json');
+  writeFileSync(path, '{"port": "6111", "clients": [{"appId": "mine", "key": "k"}]}');
+  const refused = await runHerald(['init', '--yes'], { cwd: dir });
+  assert.equal(refused.code, 1, refused.output);
+  assert.match(refused.output, /laravel-echo-server\.json exists and was left as it is\. Run herald init --force to overwrite it/);
+  assert.equal(readJson(path).port, '6111');
+
+  // On a terminal it asks, and Enter keeps the file (the default answer is no).
+  const kept = await initOnTerminal(dir, 'n\n\n\n\n\nn\nn\n\n\n');
+  assert.match(kept, /laravel-echo-server\.json exists\. Overwrite it\?/);
+  assert.equal(readJson(path).port, '6111');
+
+  const forced = await runHerald(['init', '--yes', '--force', '--port', '7003'], { cwd: dir });
+  assert.equal(forced.code, 0, forced.output);
+  assert.equal(readJson(path).port, '7003');
+});
+
+test('client:add without a config file says what it creates, and keeps presence in memory', async () => {
+  const dir = scratchDir();
+  const added = await runHerald(['client:add', 'shop'], { cwd: dir });
+  assert.equal(added.code, 0, added.output);
+  assert.match(added.stdout, /No config file at .*laravel-echo-server\.json: created it with the settings `herald start` uses without one \(presence members in memory/);
+  const config = readJson(join(dir, 'laravel-echo-server.json'));
+  assert.equal(config.database, 'memory');
+  assert.deepEqual(config.clients.map((c) => c.appId), ['shop']);
 });
 
 test('client:add and client:remove edit the file that was named, and nothing else', async () => {
@@ -176,9 +217,10 @@ test('a stale lock (dead process, or a PID now used by another program) does not
 
 test('configuration errors name the key, the value and what is expected, and exit non-zero', async () => {
   const dir = scratchDir();
-  writeFileSync(join(dir, 'laravel-echo-server.json'), JSON.stringify({ port: 'abc', database: 'mysql', socketio: { pingInterval: 'soon' } }));
+  writeFileSync(join(dir, 'laravel-echo-server.json'), JSON.stringify({ port: 'abc', database: 'mysql', socketio: { pingInterval: 'soon' }, authHost: 'app.test' }));
   const r = await runHerald(['start'], { cwd: dir });
   assert.equal(r.code, 1);
+  assert.match(r.output, /config key `authHost` has value "app\.test": expected a URL with its scheme: "http:\/\/app\.test" or "https:\/\/app\.test"/);
   assert.match(r.output, /config key `port` has value "abc": expected a port number/);
   assert.match(r.output, /config key `database` has value "mysql": expected one of "redis", "sqlite" or "memory"/);
   assert.match(r.output, /config key `socketio.pingInterval` has value "soon": expected a number of milliseconds/);
@@ -195,8 +237,9 @@ test('configuration errors name the key, the value and what is expected, and exi
 });
 
 test('unknown keys are warnings; the server starts', async () => {
-  const herald = await startHerald({ config: { ...noRedis, prot: 'x', referrers: [] } });
+  const herald = await startHerald({ config: { ...noRedis, prot: 'x', referrers: [], devmode: true } });
   assert.match(herald.output(), /unknown config key `prot` is ignored/);
+  assert.match(herald.output(), /unknown config key `devmode` is ignored: did you mean `devMode`\?/);
   assert.match(herald.output(), /`referrers` is from laravel-echo-server 1.2/);
   await herald.stop();
 });
@@ -213,7 +256,8 @@ test('no config file: embedded defaults, env overrides with ${VAR} indirection a
   });
   const out = herald.output();
   assert.match(out, /running on embedded defaults \(port 6001, HTTP API on, Redis source optional, presence in memory\)/);
-  assert.match(out, new RegExp(`Running at localhost on port ${port}`));
+  assert.match(out, new RegExp(`Running at localhost on port ${port} \\(http://0\\.0\\.0\\.0:${port}\\)`));
+  assert.match(out, /The HTTP API is on but no client can call it: add one with `herald client:add`/);
   assert.match(out, /Starting server in DEV mode/, '.env was read');
   assert.match(out, /Redis is unreachable at .*Herald keeps serving/);
   assert.equal((await herald.api('/')).status, 200);

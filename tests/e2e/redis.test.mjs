@@ -108,7 +108,9 @@ test('password, db and a wrong password', async () => {
     const ok = await startHerald({
       config: { clients: [API], databaseConfig: { redis: { port: String(redis.port), password: 's3cr:t@', db: 3 } } },
     });
-    assert.match(ok.output(), /Listening for redis events/);
+    // Where it listens and with which prefix, and never the password.
+    assert.match(ok.output(), new RegExp(`Listening for redis events\\.\\.\\. \\(127\\.0\\.0\\.1:${redis.port}, keyPrefix ""\\)`));
+    assert.doesNotMatch(ok.output(), /s3cr:t@/);
     const client = await connectEcho(ok.url, { echo: 2, sio: 4 });
     const got = listen(client, 'auth', 'Tick');
     await waitSubscribed(ok, 'auth', 1, API);
@@ -182,9 +184,12 @@ test('herald doctor finds the prefix Laravel uses and says how to fix keyPrefix'
   } finally {
     clearInterval(publisher);
   }
-  const quiet = await runHerald(['doctor', '--seconds', '1'], { cwd: dir });
+  // While it waits, doctor says for what, and counts down (every 5 s when not on a terminal).
+  const quiet = await runHerald(['doctor', '--seconds', '6'], { cwd: dir });
   assert.equal(quiet.code, 0);
-  assert.match(quiet.output, /No message was published on Redis in 1 s/);
+  assert.match(quiet.output, /Watching Redis for 6 s for events Laravel publishes, to check keyPrefix: broadcast one now/);
+  assert.match(quiet.output, /waiting for events:\s+5 s left, 0 message\(s\) seen/);
+  assert.match(quiet.output, /No message was published on Redis in 6 s/);
   await redis.stop();
   const down = await runHerald(['doctor', '--seconds', '1'], { cwd: dir });
   assert.equal(down.code, 1);

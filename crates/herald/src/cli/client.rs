@@ -30,14 +30,15 @@ pub(super) fn random_hex(bytes: usize) -> String {
 /// Adds a client, or gives an existing appId a new key.
 pub(super) fn add(args: &ClientArgs) -> anyhow::Result<ExitCode> {
     let path = args.location.path();
-    let mut file = if path.exists() {
-        read_file_object(&path)?
+    let created = !path.exists();
+    let mut file = if created {
+        // What `herald start` runs on without a file, presence in memory included: adding a
+        // client must not move presence to a Redis the setup may not have.
+        let mut defaults = default_options();
+        defaults["database"] = json!("memory");
+        defaults
     } else {
-        console::info(&format!(
-            "No config file at {}: creating it with the defaults.",
-            path.display()
-        ));
-        default_options()
+        read_file_object(&path)?
     };
     let app_id = args.id.clone().unwrap_or_else(|| random_hex(8));
     let key = random_hex(16);
@@ -56,6 +57,12 @@ pub(super) fn add(args: &ClientArgs) -> anyhow::Result<ExitCode> {
         }
     };
     write_file_object(&path, &file)?;
+    if created {
+        console::info(&format!(
+            "No config file at {}: created it with the settings `herald start` uses without one (presence members in memory: \"database\": \"memory\"; Redis subscriber on 127.0.0.1:6379) and this client. `herald init` asks laravel-echo-server's questions instead.",
+            path.display()
+        ));
+    }
     console::success(message);
     console::info(&format!("appId: {app_id}"));
     console::info(&format!("key: {key}"));

@@ -44,6 +44,13 @@ pub(crate) struct PrefixReport {
     pub channels: BTreeMap<String, usize>,
 }
 
+impl PrefixReport {
+    /// Messages seen, over every channel.
+    fn seen(&self) -> usize {
+        self.channels.values().sum()
+    }
+}
+
 /// The verdict on `keyPrefix` given the channels seen.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Verdict {
@@ -208,18 +215,66 @@ async fn watch(options: &config::RedisOptions, duration: Duration) -> anyhow::Re
         .map_err(|_| anyhow::anyhow!("no answer within 5 s"))??;
     let mut report = PrefixReport::default();
     let mut stream = pubsub.on_message();
+    console::info(&format!(
+        "Watching Redis for {} s for events Laravel publishes, to check keyPrefix: broadcast one now (e.g. in `php artisan tinker`: event(new App\\Events\\YourEvent(...))).",
+        duration.as_secs()
+    ));
+    let mut countdown = Countdown::new(duration);
     let deadline = tokio::time::sleep(duration);
     tokio::pin!(deadline);
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
     loop {
         tokio::select! {
             _ = &mut deadline => break,
+            _ = tick.tick() => countdown.show(report.seen()),
             message = stream.next() => match message {
                 Some(message) => *report.channels.entry(message.get_channel_name().to_owned()).or_default() += 1,
                 None => anyhow::bail!("the connection closed while watching"),
             },
         }
     }
+    countdown.finish(report.seen());
     Ok(report)
+}
+
+/// What doctor shows while it waits: on a terminal one line counting down each second,
+/// elsewhere (a log, CI) a line every 5 seconds.
+struct Countdown {
+    ends: std::time::Instant,
+    terminal: bool,
+}
+
+impl Countdown {
+    fn new(duration: Duration) -> Countdown {
+        use std::io::IsTerminal;
+        Countdown {
+            ends: std::time::Instant::now() + duration,
+            terminal: std::io::stdout().is_terminal(),
+        }
+    }
+
+    fn show(&mut self, seen: usize) {
+        let left = self
+            .ends
+            .saturating_duration_since(std::time::Instant::now())
+            .as_secs_f64()
+            .round() as u64;
+        let line = format!("  waiting for events: {left:>3} s left, {seen} message(s) seen");
+        if self.terminal {
+            use std::io::Write;
+            let mut out = std::io::stdout();
+            let _ = write!(out, "\r{line}   ");
+            let _ = out.flush();
+        } else if left > 0 && left % 5 == 0 {
+            console::info(&line);
+        }
+    }
+
+    fn finish(&mut self, seen: usize) {
+        if self.terminal {
+            println!("\r  waited: {seen} message(s) seen{:30}", "");
+        }
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +285,13 @@ mod tests {
         PrefixReport {
             channels: channels.iter().map(|c| (c.to_string(), 1)).collect(),
         }
+    }
+
+    #[test]
+    fn messages_seen_are_counted_over_channels() {
+        let mut seen = report(&["a", "b"]);
+        *seen.channels.entry("a".into()).or_default() += 2;
+        assert_eq!(seen.seen(), 4);
     }
 
     #[test]

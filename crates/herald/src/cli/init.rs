@@ -47,6 +47,9 @@ pub(super) struct InitArgs {
     /// Allow this origin to call the HTTP API (turns CORS on).
     #[arg(long)]
     cors_origin: Option<String>,
+    /// Overwrite the file if it exists (on a terminal, `init` asks instead).
+    #[arg(long)]
+    force: bool,
 }
 
 struct Answers {
@@ -65,6 +68,7 @@ struct Answers {
 /// Asks (or takes from flags) the answers, writes the file, prints what to run next.
 pub(super) fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
     let interactive = !args.yes && std::io::stdin().is_terminal();
+    let force = args.force;
     let answers = if interactive {
         ask(&args)?
     } else {
@@ -97,6 +101,17 @@ pub(super) fn run(args: InitArgs) -> anyhow::Result<ExitCode> {
         });
     }
     let path = std::env::current_dir()?.join(&answers.file);
+    if path.exists() && !force {
+        let overwrite =
+            interactive && confirm(&format!("{} exists. Overwrite it?", path.display()), false)?;
+        if !overwrite {
+            console::error(&format!(
+                "{} exists and was left as it is. Run herald init --force to overwrite it, or choose another file with --config.",
+                path.display()
+            ));
+            return Ok(ExitCode::FAILURE);
+        }
+    }
     write_file_object(&path, &options)?;
     let config_flag = if answers.file == "laravel-echo-server.json" {
         String::new()
@@ -130,11 +145,21 @@ fn from_flags(args: InitArgs) -> Answers {
     }
 }
 
+/// A yes/no question answered with Enter, like every other prompt (a lone keypress is not an
+/// answer: a `y` typed ahead for the next question must not be taken for this one).
+fn confirm(prompt: &str, default: bool) -> anyhow::Result<bool> {
+    Ok(Confirm::new()
+        .with_prompt(prompt)
+        .default(default)
+        .wait_for_newline(true)
+        .interact()?)
+}
+
 fn ask(args: &InitArgs) -> anyhow::Result<Answers> {
-    let dev = Confirm::new()
-        .with_prompt("Do you want to run this server in development mode?")
-        .default(args.dev)
-        .interact()?;
+    let dev = confirm(
+        "Do you want to run this server in development mode?",
+        args.dev,
+    )?;
     let port: String = Input::new()
         .with_prompt("Which port would you like to serve from?")
         .default(args.port.clone())
@@ -164,15 +189,14 @@ fn ask(args: &InitArgs) -> anyhow::Result<Answers> {
             .with_prompt("Enter the path to your SSL key file.")
             .interact_text()?;
     }
-    let add_client = Confirm::new()
-        .with_prompt("Do you want to generate a client ID/Key for HTTP API?")
-        .default(false)
-        .interact()?;
-    let cors = if Confirm::new()
-        .with_prompt("Do you want to setup cross domain access to the API?")
-        .default(false)
-        .interact()?
-    {
+    let add_client = confirm(
+        "Do you want to generate a client ID/Key for HTTP API?",
+        false,
+    )?;
+    let cors = if confirm(
+        "Do you want to setup cross domain access to the API?",
+        false,
+    )? {
         let origin: String = Input::new()
             .with_prompt("Specify the URI that may access the API")
             .default("http://localhost:80".to_owned())

@@ -550,7 +550,37 @@ fn read_cluster(
     })
 }
 
+/// `authHost`: one URL, or several (a page's Referer picks among them). The first is where auth
+/// requests go when no Referer matches, so it must be an `http(s)://` URL; later entries may
+/// also be `host[:port]` or `.domain` patterns matched against the Referer.
 fn read_auth_hosts(r: &mut Reader<'_>) -> Vec<String> {
+    let hosts = read_auth_host_entries(r);
+    if let Some(first) = hosts.first()
+        && !is_http_url(first)
+    {
+        let key = if hosts.len() > 1 {
+            "authHost[0]"
+        } else {
+            "authHost"
+        };
+        let hint = match first.contains("://") {
+            true => "an http:// or https:// URL such as \"http://localhost\"".to_owned(),
+            false => format!(
+                "a URL with its scheme: \"http://{first}\" or \"https://{first}\" (auth requests go to authHost + authEndpoint)"
+            ),
+        };
+        r.fail(key, &Value::String(first.clone()), &hint);
+    }
+    hosts
+}
+
+/// Whether `text` is an `http`/`https` URL with a host.
+fn is_http_url(text: &str) -> bool {
+    url::Url::parse(text)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host().is_some())
+}
+
+fn read_auth_host_entries(r: &mut Reader<'_>) -> Vec<String> {
     match r.get("authHost") {
         None => Vec::new(),
         Some(Value::String(s)) if s.is_empty() => Vec::new(),
@@ -847,6 +877,19 @@ mod tests {
         assert_eq!(c.auth_hosts, vec!["http://a", "http://b"]);
         let (c, _) = Config::from_merged(&merged(json!({"authHost": ""}))).expect("valid");
         assert!(c.auth_hosts.is_empty());
+        let errors = Config::from_merged(&merged(json!({"authHost": "app.test"}))).expect_err("x");
+        assert_eq!(errors[0].key, "authHost");
+        assert!(
+            errors[0].to_string().contains("\"http://app.test\""),
+            "{}",
+            errors[0]
+        );
+        let errors = Config::from_merged(&merged(json!({"authHost": ["ftp://a", "http://b"]})))
+            .expect_err("x");
+        assert_eq!(errors[0].key, "authHost[0]");
+        let (c, _) = Config::from_merged(&merged(json!({"authHost": ["http://a", ".shop.test"]})))
+            .expect("later entries may be Referer patterns");
+        assert_eq!(c.auth_hosts, vec!["http://a", ".shop.test"]);
     }
 
     #[test]

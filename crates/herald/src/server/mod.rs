@@ -206,12 +206,33 @@ pub async fn run(
         .host
         .clone()
         .unwrap_or_else(|| "localhost".to_owned());
-    console::success(&format!("Running at {shown_host} on port {}", config.port));
+    let (listening, port) = listener
+        .local_addr()
+        .map_or((String::new(), config.port), |address| {
+            (
+                format!(" ({}://{address})", scheme(tls.is_some())),
+                address.port(),
+            )
+        });
+    console::success(&format!(
+        "Running at {shown_host} on port {port}{listening}"
+    ));
     if config.dev_mode {
         console::success("Channels are ready.");
     }
     if config.subscribers.http {
         console::success("Listening for http events...");
+        if config.clients.is_empty() {
+            console::warning(
+                "The HTTP API is on but no client can call it: add one with `herald client:add` (Laravel's .env then needs its appId and key), or set subscribers.http to false.",
+            );
+        }
+    }
+    if config.console_token.is_some() {
+        console::success(&format!(
+            "Debug console at {}://{shown_host}:{port}/console (log in with console.token)",
+            scheme(tls.is_some())
+        ));
     }
     if let Some((listener, probes)) = metrics_listener {
         if let Ok(address) = listener.local_addr() {
@@ -458,6 +479,11 @@ async fn serve(
             server.serve(make_service).await
         }
     }
+}
+
+/// The URL scheme clients use on the main port.
+fn scheme(tls: bool) -> &'static str {
+    if tls { "https" } else { "http" }
 }
 
 /// Gives clients `HEADER_READ_TIMEOUT` to send each request's headers (against slowloris).

@@ -121,7 +121,12 @@ impl RedisSource {
                             "Redis connection to {address} restored; listening for redis events again."
                         ));
                     } else {
-                        console::success("Listening for redis events...");
+                        // laravel-echo-server's line, then where and what is subscribed: a
+                        // wrong address or prefix is the first thing to rule out.
+                        console::success(&format!(
+                            "Listening for redis events... ({address}, keyPrefix {:?})",
+                            self.options.key_prefix
+                        ));
                     }
                     ever_connected = true;
                     backoff = MIN_BACKOFF;
