@@ -265,7 +265,7 @@ impl Countdown {
             let mut out = std::io::stdout();
             let _ = write!(out, "\r{line}   ");
             let _ = out.flush();
-        } else if left > 0 && left % 5 == 0 {
+        } else if left > 0 && left.is_multiple_of(5) {
             console::info(&line);
         }
     }
