@@ -135,6 +135,14 @@ test('a developer logs in, sees clients, channels, members, authorizations and e
     assert.deepEqual(received, { hello: 'from the console' });
     await waitForRow(page, 'event', 'orders', /console[\s\S]*ConsoleTest/);
 
+    // Pause holds what arrives, and says so; Resume shows it.
+    await page.click('#pause');
+    await redis.publish(`${PREFIX}orders`, { event: 'WhilePaused', data: {}, socket: null });
+    await page.waitForFunction(() => /paused: 1 waiting/.test(document.querySelector('#notice').textContent));
+    assert.equal((await rowsOf(page, 'event', 'orders')).some((t) => /WhilePaused/.test(t)), false);
+    await page.click('#pause');
+    await waitForRow(page, 'event', 'orders', /WhilePaused/);
+
     // Filters: a channel prefix hides the rest.
     await page.fill('#filter-channel', 'presence-');
     const shown = await page.$$eval('#rows tr:not([hidden])', (rows) => rows.map((r) => r.dataset.channel));

@@ -62,7 +62,13 @@ impl Handshake {
                 .trusted_proxies
                 .client_of(extensions, headers)
                 .map(|client| client.forwarded_for),
-            user_agent: header(http::header::USER_AGENT),
+            // Only for the debug console: not copied while none is open.
+            user_agent: ctx
+                .hub
+                .activity()
+                .is_watched()
+                .then(|| header(http::header::USER_AGENT))
+                .flatten(),
             transport: "websocket",
         }
     }
