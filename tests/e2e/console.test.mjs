@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { chromium } from 'playwright-core';
+import PusherServer from 'pusher';
 import { startRedis, startHerald, redisCommand, repoRoot, waitUntil } from './lib/harness.mjs';
 import { startAuthEndpoint } from './lib/auth-endpoint.mjs';
 import { connectEcho, listen, waitSubscribed } from './lib/clients.mjs';
@@ -49,6 +50,10 @@ async function openConsole(token = TOKEN) {
   const page = await browser.newPage({ viewport: { width: 1400, height: 900 } });
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  // Self-contained: the page asks nothing of any other origin (it must work offline).
+  page.on('request', (request) => {
+    if (!request.url().startsWith(`${herald.url}/`)) errors.push(`requested ${request.url()}`);
+  });
   await page.goto(`${herald.url}/console#token=${encodeURIComponent(token)}`);
   return { page, errors };
 }
@@ -124,6 +129,20 @@ test('a developer logs in, sees clients, channels, members, authorizations and e
     await redis.publish(`${PREFIX}orders`, { event: 'OrderShipped', data: { order: 42 }, socket: null });
     await orders.waitFor(1);
     await waitForRow(page, 'event', 'orders', /Redis[\s\S]*OrderShipped[\s\S]*1 connection[\s\S]*"order":42/);
+
+    // Every source is named: both HTTP APIs and a whisper.
+    const api = await herald.api(`/apps/${API.appId}/events?auth_key=${API.key}`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ channel: 'orders', name: 'FromEchoApi', data: { n: 1 } }),
+    });
+    assert.equal(api.status, 200);
+    await waitForRow(page, 'event', 'orders', /HTTP API \(laravel-echo-server\)[\s\S]*FromEchoApi/);
+    const sdk = new PusherServer({ ...PUSHER_APP, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+    await sdk.trigger('orders', 'FromPusherApi', { n: 2 });
+    await waitForRow(page, 'event', 'orders', /HTTP API \(Pusher\)[\s\S]*FromPusherApi/);
+    member.echo.join('room').whisper('typing', { name: 'User 7' });
+    await waitForRow(page, 'event', 'presence-room', /whisper[\s\S]*client-typing[\s\S]*"name":"User 7"/);
 
     // The form sends through the HTTP API's path; the Echo client receives it.
     await page.fill('#send-channel', 'orders');
