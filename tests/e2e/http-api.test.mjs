@@ -138,8 +138,11 @@ test('bad event requests get a 4xx with a reason, and the server keeps serving',
   const huge = await postEvent({ channel: 'a', name: 'E', data: 'x'.repeat(2 * 1024 * 1024) });
   assert.equal(huge.status, 413);
   assert.match(huge.json.error, /larger than/);
+  // The rest of the body was never read: the client is told not to reuse the connection.
+  assert.equal(huge.headers.get('connection'), 'close');
   const unauthorized = await postEvent('{not json', { key: 'wrong' });
   assert.equal(unauthorized.status, 403, 'credentials are checked before the body');
+  assert.equal(unauthorized.headers.get('connection'), 'close');
   assert.equal((await herald.api('/')).status, 200);
   assert.equal(herald.proc.exitCode, null);
 });

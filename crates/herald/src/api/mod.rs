@@ -17,8 +17,11 @@ use crate::config::{ApiClient, Config};
 use crate::hub::Hub;
 use crate::presence::Presence;
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::middleware::Next;
+use axum::response::Response;
 use axum::routing::{get, post};
+use http::header::{CONNECTION, CONTENT_LENGTH, HeaderValue, TRANSFER_ENCODING};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -76,5 +79,27 @@ pub fn router(
                     .layer(DefaultBodyLimit::max(config.limits.max_event_bytes)),
             );
     }
-    router.with_state(state)
+    router
+        .layer(axum::middleware::from_fn(close_after_refused_body))
+        .with_state(state)
+}
+
+/// A request refused before its body was read to the end (too large, bad credentials) leaves
+/// the rest of that body on the connection, which the server then closes: the answer says so
+/// (`Connection: close`), or an HTTP client that keeps connections alive (Guzzle in a queue
+/// worker, undici) would send its next request on a connection about to be reset.
+async fn close_after_refused_body(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let has_body = headers
+        .get(CONTENT_LENGTH)
+        .is_some_and(|length| length.as_bytes() != b"0")
+        || headers.contains_key(TRANSFER_ENCODING);
+    let mut response = next.run(request).await;
+    let status = response.status();
+    if has_body && (status.is_client_error() || status.is_server_error()) {
+        response
+            .headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
