@@ -165,6 +165,14 @@ pub fn channel_of(key: &str) -> (String, Option<String>) {
     (visible_name(key).to_owned(), app_of(key).map(str::to_owned))
 }
 
+/// Characters of a client's `User-Agent` a sighting carries.
+pub const SHOWN_USER_AGENT_CHARS: usize = 256;
+
+/// A client's `User-Agent`, as a sighting carries it: at most [`SHOWN_USER_AGENT_CHARS`].
+pub fn shown_user_agent(user_agent: &str) -> String {
+    user_agent.chars().take(SHOWN_USER_AGENT_CHARS).collect()
+}
+
 /// `data` cut at [`SHOWN_DATA_BYTES`] (on a character boundary).
 pub fn shown_data(data: &str) -> String {
     if data.len() <= SHOWN_DATA_BYTES {

@@ -83,11 +83,12 @@ impl Hello {
                 .client_of(request.extensions(), headers)
                 .map(|client| client.forwarded_for)
                 .unwrap_or_default(),
-            user_agent: headers
-                .get(http::header::USER_AGENT)
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or_default()
-                .to_owned(),
+            user_agent: crate::hub::activity::shown_user_agent(
+                headers
+                    .get(http::header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default(),
+            ),
         }
     }
 }

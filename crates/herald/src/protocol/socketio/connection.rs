@@ -216,7 +216,9 @@ impl<S: EchoSocket> Connection<S> {
                 handshake.transport
             ),
             address: handshake.forwarded_for.clone().unwrap_or_default(),
-            user_agent: handshake.user_agent.clone().unwrap_or_default(),
+            user_agent: crate::hub::activity::shown_user_agent(
+                handshake.user_agent.as_deref().unwrap_or_default(),
+            ),
         });
         ctx.hub.connection_opened();
         metrics().connected.get_or_create(&SOCKETIO).inc();
