@@ -4,8 +4,10 @@
 //! client that does not read is found by its own queue, with no traffic to anyone else.
 
 use crate::hub::FrameText;
+use futures_util::task::AtomicWaker;
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::task::Poll;
 use tokio::sync::Notify;
 
 /// Frames one connection may have waiting.
@@ -43,7 +45,9 @@ struct Queue {
 /// One connection's queue.
 pub struct Outbox {
     queue: Mutex<Queue>,
-    ready: Notify,
+    /// The connection's task, waiting for a frame. One consumer, so one waker: cheaper than a
+    /// `Notify`'s list of waiters, which cost a lock and a list update per delivery.
+    ready: AtomicWaker,
     overflow: Notify,
     max_bytes: usize,
 }
@@ -53,7 +57,7 @@ impl Outbox {
     pub fn new(max_bytes: usize) -> Outbox {
         Outbox {
             queue: Mutex::default(),
-            ready: Notify::new(),
+            ready: AtomicWaker::new(),
             overflow: Notify::new(),
             max_bytes,
         }
@@ -74,7 +78,7 @@ impl Outbox {
             queue.frames = VecDeque::new();
             queue.bytes = 0;
             drop(queue);
-            self.ready.notify_one();
+            self.ready.wake();
             self.overflow.notify_waiters();
             return Err(Refused::Overflow);
         }
@@ -85,7 +89,7 @@ impl Outbox {
         let first = queue.frames.len() == 1;
         drop(queue);
         if first {
-            self.ready.notify_one();
+            self.ready.wake();
         }
         Ok(())
     }
@@ -97,7 +101,7 @@ impl Outbox {
         queue.frames = VecDeque::new();
         queue.bytes = 0;
         drop(queue);
-        self.ready.notify_one();
+        self.ready.wake();
     }
 
     /// Refuses every later push (the connection ends).
@@ -108,16 +112,16 @@ impl Outbox {
         queue.bytes = 0;
     }
 
-    /// The next frame, waiting for one.
-    pub async fn next(&self) -> Next {
-        loop {
+    /// The next frame, waiting for one. Only the connection's own task waits here.
+    pub fn next(&self) -> impl Future<Output = Next> + '_ {
+        std::future::poll_fn(|cx| {
             // Registered before looking, so a push between the look and the wait wakes us.
-            let notified = self.ready.notified();
-            if let Some(next) = self.try_next() {
-                return next;
+            self.ready.register(cx.waker());
+            match self.try_next() {
+                Some(next) => Poll::Ready(next),
+                None => Poll::Pending,
             }
-            notified.await;
-        }
+        })
     }
 
     /// The next frame if one is waiting (none once the queue overflowed), without waiting.

@@ -9,7 +9,7 @@ use super::subscriber::PusherSubscriber;
 use super::users::{MAX_WATCHLIST, check_signin, watchlist_channel};
 use super::{ACTIVITY_TIMEOUT, Hello, PONG_TIMEOUT, PusherApp, PusherContext};
 use crate::connection::writer::{self, send, write_queued};
-use crate::connection::{Next, Outbox, WebSocket, until};
+use crate::connection::{Next, Outbox, WebSocket, WokenOnly, next_message, poll_once, until};
 use crate::console;
 use crate::hub::{
     Activity, ChannelChange, ChannelKind, FrameText, Message as HubMessage, Publication, SocketId,
@@ -20,10 +20,10 @@ use crate::presence::{JoinError, MemberLimits};
 use crate::protocol::client_events::{self, ClientEvent};
 use crate::protocol::rate::RateLimiter;
 use crate::protocol::subscriptions::Subscriptions;
-use futures_util::StreamExt;
 use serde_json::{Map, Value, json};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use tokio::time::Instant;
 use tokio_tungstenite::tungstenite::Message;
 
@@ -190,13 +190,14 @@ impl Connection {
             .app
             .signin_within
             .map(|within| Box::pin(tokio::time::sleep(within)));
+        let reads = WokenOnly::new();
         loop {
             let waiting_for_signin = self.user.is_none() && sign_in_by.is_some();
             let step = tokio::select! {
                 biased;
                 _ = &mut stopping => Step::ShuttingDown,
                 next = outbox.next() => Step::Queued(next),
-                message = websocket.next() => Step::Received(message),
+                message = next_message(websocket, &reads) => Step::Received(message),
                 () = &mut silence => Step::Silent,
                 () = until(&mut sign_in_by), if waiting_for_signin => Step::NotSignedIn,
             };
@@ -222,6 +223,11 @@ impl Connection {
                 Step::Queued(Next::Frame(frame)) => {
                     let write = write_queued(websocket, frame, &outbox, |_| {});
                     tokio::pin!(write);
+                    match poll_once(write.as_mut()).await {
+                        Poll::Ready(true) => continue,
+                        Poll::Ready(false) => return,
+                        Poll::Pending => {}
+                    }
                     let mut stalled = false;
                     loop {
                         tokio::select! {

@@ -10,7 +10,9 @@ use super::core_socket::CoreSocket;
 use super::recovery::{Parked, Written};
 use super::session::{Eio, SessionHandle};
 use crate::connection::writer::{self, send, write_queued};
-use crate::connection::{Next, Outbox, Upgrading, WebSocket, until};
+use crate::connection::{
+    Next, Outbox, Upgrading, WebSocket, WokenOnly, next_message, poll_once, until,
+};
 use crate::console;
 use crate::hub::{FrameText, SocketId};
 use crate::metrics::{SOCKETIO, metrics};
@@ -556,6 +558,7 @@ impl Session {
         let mut connect_by: Option<Pin<Box<Sleep>>> = (self.connection.is_none()
             && self.eio == Eio::V4)
             .then(|| Box::pin(tokio::time::sleep(CONNECT_TIMEOUT)));
+        let reads = WokenOnly::new();
         loop {
             let connecting = self.connection.is_none() && connect_by.is_some();
             let step = tokio::select! {
@@ -563,7 +566,7 @@ impl Session {
                 _ = &mut stopping => Step::ShuttingDown,
                 // The socket's queue, read afresh each time: a recovered session's is another.
                 next = self.socket.outbox.next() => Step::Queued(next),
-                message = websocket.next() => Step::Received(message),
+                message = next_message(websocket, &reads) => Step::Received(message),
                 () = &mut heartbeat => Step::Heartbeat,
                 () = until(&mut connect_by), if connecting => Step::NotConnected,
             };
@@ -603,6 +606,11 @@ impl Session {
                         }
                     });
                     tokio::pin!(write);
+                    match poll_once(write.as_mut()).await {
+                        std::task::Poll::Ready(true) => continue,
+                        std::task::Poll::Ready(false) => return "transport close",
+                        std::task::Poll::Pending => {}
+                    }
                     let mut stalled = false;
                     loop {
                         tokio::select! {

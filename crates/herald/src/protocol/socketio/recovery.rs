@@ -35,8 +35,15 @@ pub(super) fn next_offset() -> u64 {
 
 /// The offset a publication packet carries, read back from its text (`…,"<offset>"]`).
 pub(super) fn offset_of(packet: &str) -> Option<u64> {
-    let (_, last) = packet.strip_suffix("\"]")?.rsplit_once(",\"")?;
-    last.parse().ok()
+    // The digits from the end, by hand: a pattern search is set up afresh for each packet, and
+    // this runs for every publication written.
+    let body = packet.strip_suffix("\"]")?.as_bytes();
+    let digits = body.iter().rev().take_while(|b| b.is_ascii_digit()).count();
+    let start = body.len() - digits;
+    if digits == 0 || !body[..start].ends_with(b",\"") {
+        return None;
+    }
+    std::str::from_utf8(&body[start..]).ok()?.parse().ok()
 }
 
 /// The publications a session wrote last, by offset, and the newest it had to forget.
@@ -164,6 +171,9 @@ mod tests {
         assert_eq!(offset_of(r#"42["E","c",{"a":1},"17"]"#), Some(17));
         assert_eq!(offset_of(r#"42["subscription_error","c",403,{}]"#), None);
         assert_eq!(offset_of("40"), None);
+        assert_eq!(offset_of(r#"42["E","c","x17"]"#), None);
+        assert_eq!(offset_of(r#"42["E","c","17""]"#), None);
+        assert_eq!(offset_of(r#"42["E","c",{},"0017"]"#), Some(17));
     }
 
     #[test]
