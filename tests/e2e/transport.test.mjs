@@ -205,3 +205,34 @@ test('nonsense from clients never takes the server down', async () => {
   await assertStillDelivers();
   await assertStillDelivers(herald, { echo: 1, sio: 2, transport: 'polling' });
 });
+
+test('a client that sends websocket pings gets its pongs and every event whole, in order', async () => {
+  // Herald writes event frames itself, under tungstenite, which answers pings: a pong must
+  // never be cut into by an event frame (the client would see a broken stream).
+  const ws = new WebSocket(`ws://127.0.0.1:${herald.port}/socket.io/?EIO=4&transport=websocket`);
+  const messages = [];
+  let pongs = 0;
+  ws.on('message', (data) => messages.push(String(data)));
+  ws.on('pong', () => pongs++);
+  const broken = new Promise((_, reject) => ws.on('error', reject));
+  try {
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    await waitUntil(() => messages.some((m) => m.startsWith('0{')), { what: 'the open packet' });
+    ws.send('40');
+    await waitUntil(() => messages.some((m) => m.startsWith('40')), { what: 'the CONNECT answer' });
+    ws.send('42["subscribe",{"channel":"pings"}]');
+    await waitSubscribed(herald, 'pings', 1, API);
+    const events = () => messages.filter((m) => m.startsWith('42["App\\\\Events\\\\Ping"'));
+    for (let i = 1; i <= 50; i++) {
+      ws.ping(`p${i}`);
+      assert.equal((await publish(herald, 'pings', { i, pad: 'x'.repeat(i * 40) })).status, 200);
+    }
+    await Promise.race([waitUntil(() => events().length === 50 && pongs === 50, { what: '50 events and 50 pongs' }), broken]);
+    assert.deepEqual(events().map((m) => JSON.parse(m.slice(2))[2].i), Array.from({ length: 50 }, (_, i) => i + 1));
+  } finally {
+    ws.close();
+  }
+});

@@ -15,9 +15,10 @@ pub type WebSocket = WebSocketStream<TokioIo<hyper::upgrade::Upgraded>>;
 /// Bytes of frames gathered before they go to the socket in one write (a flush writes what is
 /// gathered at once). One write per 64 KiB rather than per 8 KiB: with 10 KB events to 1,000
 /// subscribers, 8 KiB meant a write per frame per recipient and a p99 of 230 ms; 64 KiB gives
-/// 33–47 ms, the floor's (docs/performance.md). The price: a connection that took a burst keeps
-/// up to this much write buffer (tungstenite does not shrink it); an idle one holds none.
-const WRITE_BATCH: usize = 64 * 1024;
+/// 33–47 ms, the floor's (docs/performance.md). Queued frames are written by `writer.rs` in
+/// batches of this size; tungstenite's own buffer holds only its frames (handshake, pongs,
+/// close).
+pub(super) const WRITE_BATCH: usize = 64 * 1024;
 
 /// Largest message a Pusher client may send (a client event with its data, a subscription with
 /// its `channel_data`); a larger one closes the connection with 1009.

@@ -1,10 +1,12 @@
 //! Writing to an upgraded connection: one frame with a deadline, a queued batch with one flush,
 //! and the close frame. Shared by every protocol on the core.
 
+use super::upgrade::WRITE_BATCH;
 use super::{Outbox, WebSocket};
 use crate::hub::FrameText;
 use futures_util::SinkExt;
 use std::time::Duration;
+use tokio::io::AsyncWriteExt;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
@@ -22,24 +24,65 @@ pub async fn send(websocket: &mut WebSocket, frame: FrameText) -> bool {
     )
 }
 
-/// Writes `first` and every frame queued behind it, then flushes once; false if the client is
-/// gone. Each frame is shown to `sent` as it is written. No timer of its own: the caller races
-/// it against the queue's overflow and silence.
+/// Writes `first` and every frame queued behind it, gathered into writes of up to 64 KiB, then
+/// flushes once; false if the client is gone. Each frame is shown to `sent` as it is written.
+/// No timer of its own: the caller races it against the queue's overflow and silence.
+///
+/// The frames are framed here and written to the socket under tungstenite, which costs a
+/// fraction of its per-message path (docs/performance.md): a server's text frame is a header
+/// and the payload, nothing masked. Frames must not interleave, so what tungstenite may still
+/// hold goes first: `owes_pong` says a client's ping arrived since the last write (tungstenite
+/// answers it itself, and may not have written all of the pong yet); every other frame
+/// tungstenite writes (the handshake's, close) is written and flushed before it returns.
 pub async fn write_queued(
     websocket: &mut WebSocket,
     first: FrameText,
     outbox: &Outbox,
+    owes_pong: bool,
     mut sent: impl FnMut(&FrameText),
 ) -> bool {
+    if owes_pong && websocket.flush().await.is_err() {
+        return false;
+    }
+    let socket = websocket.get_mut();
+    let mut batch = Vec::with_capacity(first.len() + MAX_HEADER);
     let mut next = Some(first);
     while let Some(frame) = next {
         sent(&frame);
-        if websocket.feed(Message::Text(frame)).await.is_err() {
-            return false;
+        put_text_frame(&mut batch, frame.as_str().as_bytes());
+        if batch.len() >= WRITE_BATCH {
+            if socket.write_all(&batch).await.is_err() {
+                return false;
+            }
+            batch.clear();
         }
         next = outbox.pop();
     }
-    websocket.flush().await.is_ok()
+    if !batch.is_empty() && socket.write_all(&batch).await.is_err() {
+        return false;
+    }
+    socket.flush().await.is_ok()
+}
+
+/// The longest header of an unmasked frame: two bytes and an eight-byte length.
+const MAX_HEADER: usize = 10;
+
+/// Appends `payload` as one unmasked text frame (RFC 6455 §5.2: FIN, opcode 1, the length in
+/// 7, 7+16 or 7+64 bits).
+fn put_text_frame(out: &mut Vec<u8>, payload: &[u8]) {
+    out.push(0x81);
+    match payload.len() {
+        len @ 0..=125 => out.push(len as u8),
+        len @ 126..=0xFFFF => {
+            out.push(126);
+            out.extend_from_slice(&(len as u16).to_be_bytes());
+        }
+        len => {
+            out.push(127);
+            out.extend_from_slice(&(len as u64).to_be_bytes());
+        }
+    }
+    out.extend_from_slice(payload);
 }
 
 /// Sends the close frame with `code` and `reason` (cut to the 123 bytes a close frame holds).
@@ -53,4 +96,26 @@ pub async fn close(websocket: &mut WebSocket, code: u16, reason: &str) {
         reason: Utf8Bytes::from(reason[..end].to_owned()),
     };
     let _ = tokio::time::timeout(WRITE_TIMEOUT, websocket.close(Some(frame))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn text_frames_carry_the_length_in_the_shortest_form() {
+        for (len, header) in [
+            (0, vec![0x81, 0]),
+            (125, vec![0x81, 125]),
+            (126, vec![0x81, 126, 0, 126]),
+            (65_535, vec![0x81, 126, 0xFF, 0xFF]),
+            (65_536, vec![0x81, 127, 0, 0, 0, 0, 0, 1, 0, 0]),
+        ] {
+            let payload = vec![b'x'; len];
+            let mut out = Vec::new();
+            put_text_frame(&mut out, &payload);
+            assert_eq!(&out[..header.len()], &header[..], "length {len}");
+            assert_eq!(&out[header.len()..], &payload[..]);
+        }
+    }
 }

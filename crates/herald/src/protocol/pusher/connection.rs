@@ -191,6 +191,8 @@ impl Connection {
             .signin_within
             .map(|within| Box::pin(tokio::time::sleep(within)));
         let reads = WokenOnly::new();
+        // A ping came: tungstenite answers it, and its pong must go out before our frames.
+        let mut owes_pong = false;
         loop {
             let waiting_for_signin = self.user.is_none() && sign_in_by.is_some();
             let step = tokio::select! {
@@ -216,12 +218,19 @@ impl Connection {
                             "Binary frames are not supported: send JSON text",
                         )),
                         Message::Close(_) => return,
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => {}
+                        Message::Ping(_) => owes_pong = true,
+                        Message::Pong(_) | Message::Frame(_) => {}
                     }
                 }
                 Step::Received(_) => return,
                 Step::Queued(Next::Frame(frame)) => {
-                    let write = write_queued(websocket, frame, &outbox, |_| {});
+                    let write = write_queued(
+                        websocket,
+                        frame,
+                        &outbox,
+                        std::mem::take(&mut owes_pong),
+                        |_| {},
+                    );
                     tokio::pin!(write);
                     match poll_once(write.as_mut()).await {
                         Poll::Ready(true) => continue,

@@ -559,6 +559,9 @@ impl Session {
             && self.eio == Eio::V4)
             .then(|| Box::pin(tokio::time::sleep(CONNECT_TIMEOUT)));
         let reads = WokenOnly::new();
+        // A ping came (or, before this loop, may have come during an upgrade): tungstenite
+        // answers it, and its pong must go out before our frames.
+        let mut owes_pong = true;
         loop {
             let connecting = self.connection.is_none() && connect_by.is_some();
             let step = tokio::select! {
@@ -577,7 +580,11 @@ impl Session {
                         Message::Close(_) => return "transport close",
                         // Echo sends no binary attachments: a binary frame is a broken client.
                         Message::Binary(_) => return self.broken("a binary frame"),
-                        Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
+                        Message::Ping(_) => {
+                            owes_pong = true;
+                            continue;
+                        }
+                        Message::Pong(_) | Message::Frame(_) => continue,
                     };
                     let packet = match Packet::parse(text.as_str()) {
                         Ok(packet) => packet,
@@ -600,7 +607,8 @@ impl Session {
                         socket, written, ..
                     } = self;
                     let offsets = socket.offsets;
-                    let write = write_queued(websocket, frame, &socket.outbox, |packet| {
+                    let owes = std::mem::take(&mut owes_pong);
+                    let write = write_queued(websocket, frame, &socket.outbox, owes, |packet| {
                         if offsets {
                             written.record(packet);
                         }
