@@ -365,6 +365,9 @@ test('an isolated app has a channel space of its own: its API, its connections, 
     await waitSubscribed(herald, 'news', 2, API);
 
     await redis.publish('news', { event: 'Story', data: { from: 'redis' } });
+    // Two sources race (Redis reaches Herald through its subscription, the SDK directly): the
+    // Redis event is in before the next one is sent, so the order below is the order sent.
+    await inSio.waitFor(1);
     await sharedSdk.trigger('news', 'Story', { from: 'shared app' });
     await isolatedSdk.trigger('news', 'Story', { from: 'isolated app' });
     await inSio.waitFor(2);
@@ -831,5 +834,27 @@ test('the Python pusher SDK: trigger, socket_id exclusion, batch, channel and us
   } finally {
     pusher.disconnect();
     member.close();
+  }
+});
+
+test('a Pusher client that sends websocket pings gets its pongs and every event whole, in order', async () => {
+  const { default: PusherServer } = await import('pusher');
+  const c = await raw(`/app/${PUSHER_APP.key}?protocol=7`);
+  let pongs = 0;
+  c.ws.on('pong', () => pongs++);
+  try {
+    await waitUntil(() => c.frames.length === 1, { what: 'connection_established' });
+    c.send({ event: 'pusher:subscribe', data: { channel: 'pinged' } });
+    await waitUntil(() => c.frames.some((f) => f.event === 'pusher_internal:subscription_succeeded'), { what: 'subscribed' });
+    const sdk = new PusherServer({ appId: PUSHER_APP.appId, key: PUSHER_APP.key, secret: PUSHER_APP.secret, host: '127.0.0.1', port: String(herald.port), useTLS: false });
+    for (let i = 1; i <= 30; i++) {
+      c.ws.ping(`p${i}`);
+      await sdk.trigger('pinged', 'Tick', { i, pad: 'x'.repeat(i * 60) });
+    }
+    const ticks = () => c.frames.filter((f) => f.event === 'Tick');
+    await waitUntil(() => ticks().length === 30 && pongs === 30, { what: '30 events and 30 pongs' });
+    assert.deepEqual(ticks().map((f) => JSON.parse(f.data).i), Array.from({ length: 30 }, (_, i) => i + 1));
+  } finally {
+    c.ws.close();
   }
 });
