@@ -110,6 +110,14 @@ impl Outbox {
         queue.closed = true;
         queue.frames = VecDeque::new();
         queue.bytes = 0;
+        drop(queue);
+        self.unwatch();
+    }
+
+    /// The task that waited on this queue has ended: its waker is let go, so a queue that is
+    /// kept (a session parked for recovery) does not keep that task's memory.
+    pub fn unwatch(&self) {
+        drop(self.ready.take());
     }
 
     /// The next frame, waiting for one. Only the connection's own task waits here.

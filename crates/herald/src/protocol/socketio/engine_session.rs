@@ -698,6 +698,7 @@ impl Session {
             && !self.socket.outbox.has_overflowed()
         {
             connection.leave_presence_channels(ended);
+            self.socket.outbox.unwatch();
             let parked = Parked {
                 socket: self.socket.clone(),
                 connection: connection.clone(),
