@@ -46,7 +46,6 @@ pub struct ConsoleState {
     presence: Arc<Presence>,
     token: Arc<str>,
     clients: Arc<[ApiClient]>,
-    max_event_bytes: usize,
     /// Turns true when the server stops: live feeds end, so the shutdown does not wait on them.
     shutdown: watch::Receiver<bool>,
     watching: Arc<AtomicUsize>,
@@ -65,7 +64,6 @@ pub fn router(
         presence,
         token: Arc::from(token),
         clients: config.clients.clone().into(),
-        max_event_bytes: config.limits.max_event_bytes,
         shutdown,
         watching: Arc::default(),
     };
@@ -191,12 +189,6 @@ async fn send_event(
             "No app has this id: choose one of the apps the console lists",
         );
     };
-    if body.len() > state.max_event_bytes {
-        return refusal(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "The event is larger than limits.maxEventBytes",
-        );
-    }
     match publish_body(&state.hub, &space, &limits, &body, EventSource::Console) {
         Ok(delivered) => answer(json!({ "delivered": delivered })),
         Err(e) => {
