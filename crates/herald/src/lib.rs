@@ -26,3 +26,4 @@ pub mod subscription_counts;
 #[cfg(test)]
 mod test_support;
 pub mod webhooks;
+pub mod workers;

@@ -65,6 +65,8 @@ pub struct Metrics {
     pub queue_drops: Counter,
     /// Clients disconnected for reading too slowly.
     pub slow_disconnections: Counter,
+    /// Publications a worker's queue had no room for, delivered by the publishing thread.
+    pub worker_queue_full: Counter,
     /// Requests naming a session they do not own (a bare Engine.IO 4 id, another client's
     /// Engine.IO 3 session), refused.
     pub session_refusals: Counter,
@@ -98,6 +100,7 @@ impl Metrics {
             redis_source_up: Gauge::default(),
             queue_drops: Counter::default(),
             slow_disconnections: Counter::default(),
+            worker_queue_full: Counter::default(),
             session_refusals: Counter::default(),
             cluster_relay_dropped: Counter::default(),
             webhook_events_sent: Counter::default(),
@@ -174,6 +177,11 @@ impl Metrics {
             "slow_disconnections",
             "Clients disconnected for reading too slowly",
             metrics.slow_disconnections.clone(),
+        );
+        registry.register(
+            "worker_queue_full",
+            "Publications a worker's queue had no room for, delivered by the publishing thread instead",
+            metrics.worker_queue_full.clone(),
         );
         registry.register(
             "session_refusals",

@@ -50,4 +50,5 @@ pub(super) const EXTRA_TOP_LEVEL_KEYS: &[&str] = &[
     "trustedProxies",
     "limits",
     "cluster",
+    "workers",
 ];

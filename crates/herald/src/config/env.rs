@@ -1,4 +1,5 @@
-//! The `LARAVEL_ECHO_SERVER_*` environment overrides, and `HERALD_CONSOLE_TOKEN`.
+//! The `LARAVEL_ECHO_SERVER_*` environment overrides, `HERALD_CONSOLE_TOKEN` and
+//! `HERALD_WORKERS`.
 
 use serde_json::{Map, Value};
 
@@ -26,6 +27,7 @@ pub const ENV_OVERRIDES: &[(&str, &str)] = &[
     ("LARAVEL_ECHO_SERVER_SSL_CHAIN", "sslCertChainPath"),
     ("LARAVEL_ECHO_SERVER_SSL_PASS", "sslPassphrase"),
     ("HERALD_CONSOLE_TOKEN", "console.token"),
+    ("HERALD_WORKERS", "workers"),
 ];
 
 /// Resolves `${NAME}` indirection the way laravel-echo-server does: if the value contains

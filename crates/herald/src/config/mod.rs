@@ -88,6 +88,8 @@ pub struct Config {
     pub limits: Limits,
     /// Several nodes as one (`cluster`), if on.
     pub cluster: Option<ClusterOptions>,
+    /// Connection worker threads (`workers`, `HERALD_WORKERS`); 0: one per core.
+    pub workers: usize,
 }
 
 /// `cluster`: this node is one of several sharing one Redis.
@@ -382,6 +384,7 @@ impl Config {
             max_queue_bytes: r.u64("limits.maxQueueBytes", 1_048_576, "a number of bytes") as usize,
         };
         let cluster = read_cluster(&mut r, database, &mut warnings);
+        let workers = r.u64("workers", 0, "a number of threads (0: one per core)") as usize;
         let errors = r.into_errors();
         if !errors.is_empty() {
             return Err(errors);
@@ -414,6 +417,7 @@ impl Config {
             trusted_proxies,
             limits,
             cluster,
+            workers,
         };
         Ok((config, warnings))
     }

@@ -7,12 +7,14 @@ pub mod activity;
 mod admission;
 mod cache;
 mod channel_name;
+pub mod handover;
 mod publication;
 mod registry;
 mod space;
 
 pub use activity::{Activity, ActivityTap, EventSource};
 pub use cache::{CACHE_TTL, MAX_CACHED_CHANNELS, is_cache_channel};
+pub use handover::{Fanout, Handover, WorkerId, enter_worker};
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, user_channel, user_of_channel,
     validate_channel_name, validate_subscription, watchlist_channel,
@@ -43,7 +45,7 @@ pub trait Subscriber: Send + Sync + 'static {
     fn socket_id(&self) -> &SocketId;
     /// Queues `publication` for this connection. `frames` holds what other connections of the
     /// same publish already encoded: a protocol encodes a publication once, not per recipient.
-    fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery;
+    fn deliver(&self, publication: &Publication, frames: &mut Frames<'_>) -> Delivery;
 }
 
 /// A frame's text, shared by every recipient of a publication: UTF-8 checked once, when it is
@@ -55,13 +57,24 @@ pub use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes as FrameText;
 pub type WireFormat = &'static str;
 
 /// The frames one publish has encoded so far, at most one per wire format. The Hub makes one
-/// per publish and never looks inside: the bytes are each protocol's own business.
+/// per publish (and per worker that delivers it) and never looks inside: the bytes are each
+/// protocol's own business.
 #[derive(Default)]
-pub struct Frames {
+pub struct Frames<'a> {
     encoded: Vec<(WireFormat, Option<FrameText>)>,
+    /// What other threads delivering the same publication encoded (see [`handover`]).
+    shared: Option<&'a handover::SharedFrames>,
 }
 
-impl Frames {
+impl<'a> Frames<'a> {
+    /// Frames that look in `shared` before encoding, and leave what they encode there.
+    fn backed_by(shared: &'a handover::SharedFrames) -> Frames<'a> {
+        Frames {
+            encoded: Vec::new(),
+            shared: Some(shared),
+        }
+    }
+
     /// The frame of `format`, encoded by `encode` the first time it is asked for (`None` when
     /// the format cannot carry the publication).
     pub fn get_or_encode(
@@ -72,9 +85,17 @@ impl Frames {
         if let Some((_, frame)) = self.encoded.iter().find(|(f, _)| *f == format) {
             return frame.clone();
         }
-        let frame = encode();
+        let frame = match self.shared {
+            Some(shared) => shared.get_or_encode(format, encode),
+            None => encode(),
+        };
         self.encoded.push((format, frame.clone()));
         frame
+    }
+
+    /// What was encoded, to be shared with other threads.
+    fn into_encoded(self) -> Vec<(WireFormat, Option<FrameText>)> {
+        self.encoded
     }
 }
 

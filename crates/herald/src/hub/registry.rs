@@ -3,6 +3,7 @@
 use super::activity::{Activity, ActivityTap, channel_of};
 use super::admission::Admission;
 use super::cache::ChannelCache;
+use super::handover::{Fanout, Handover, SharedFrames, WorkerId, current_worker};
 use super::{
     ChannelChange, ChannelWatcher, Delivery, Frames, Publication, Relay, SocketId, Subscriber,
 };
@@ -16,10 +17,117 @@ const SHARDS: usize = 64;
 
 type Subscribers = HashMap<SocketId, Arc<dyn Subscriber>>;
 
+/// A channel's subscribers whose tasks run on one worker (`None`: on no worker).
+struct Group {
+    worker: Option<WorkerId>,
+    subscribers: Subscribers,
+}
+
+/// One channel's subscribers, grouped by the worker that runs their connections' tasks: a
+/// publication is handed to each worker once, and the worker delivers to its own group. Only
+/// workers that have subscribers here have a group, so a channel with one subscriber holds
+/// one.
+#[derive(Default)]
+struct Members {
+    groups: Vec<Group>,
+}
+
+impl Members {
+    fn len(&self) -> usize {
+        self.groups.iter().map(|g| g.subscribers.len()).sum()
+    }
+
+    fn contains(&self, id: &SocketId) -> bool {
+        self.groups.iter().any(|g| g.subscribers.contains_key(id))
+    }
+
+    fn group(&self, worker: Option<WorkerId>) -> Option<&Subscribers> {
+        self.groups
+            .iter()
+            .find(|g| g.worker == worker)
+            .map(|g| &g.subscribers)
+    }
+
+    fn insert(&mut self, worker: Option<WorkerId>, id: SocketId, subscriber: Arc<dyn Subscriber>) {
+        let index = match self.groups.iter().position(|g| g.worker == worker) {
+            Some(index) => index,
+            None => {
+                self.groups.push(Group {
+                    worker,
+                    subscribers: HashMap::default(),
+                });
+                self.groups.len() - 1
+            }
+        };
+        self.groups[index].subscribers.insert(id, subscriber);
+    }
+
+    /// Removes `id`, looking first in the group of `worker` (where the connection's own task,
+    /// which usually asks, runs).
+    fn remove(&mut self, id: &SocketId, worker: Option<WorkerId>) -> bool {
+        let likely = self.groups.iter().position(|g| g.worker == worker);
+        let found = likely
+            .filter(|&i| self.groups[i].subscribers.contains_key(id))
+            .or_else(|| {
+                self.groups
+                    .iter()
+                    .position(|g| g.subscribers.contains_key(id))
+            });
+        let Some(index) = found else {
+            return false;
+        };
+        self.groups[index].subscribers.remove(id);
+        if self.groups[index].subscribers.is_empty() {
+            self.groups.swap_remove(index);
+        }
+        true
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+}
+
+/// What one thread's deliveries of a publication came to.
+#[derive(Default)]
+struct Tally {
+    queued: usize,
+    overflowed: u64,
+}
+
+impl Tally {
+    /// Delivers `publication` to each of `subscribers` but its sender.
+    fn deliver(&mut self, subscribers: &Subscribers, publication: &Publication, frames: &mut Frames<'_>) {
+        for (id, subscriber) in subscribers {
+            if publication.except.as_ref() == Some(id) {
+                continue;
+            }
+            match subscriber.deliver(publication, frames) {
+                Delivery::Queued => self.queued += 1,
+                Delivery::Overflow => self.overflowed += 1,
+                Delivery::Closed | Delivery::Skipped => {}
+            }
+        }
+    }
+
+    /// Counts the deliveries once per publication and thread, not per recipient: shared
+    /// counters touched N times per fan-out would bounce their cache line between cores.
+    fn count(self, publication: &Publication) {
+        let metrics = metrics();
+        metrics.ws_messages_sent.inc_by(self.queued as u64);
+        if self.overflowed > 0 {
+            metrics.queue_drops.inc_by(self.overflowed);
+        }
+        metrics
+            .socket_transmitted_bytes
+            .inc_by((self.queued * publication.payload_bytes()) as u64);
+    }
+}
+
 /// One shard: channel name → its subscribers. Counts derive from the maps, under one lock.
 #[derive(Default)]
 struct Shard {
-    channels: HashMap<Arc<str>, Subscribers>,
+    channels: HashMap<Arc<str>, Members>,
 }
 
 /// A channel and how many connections listen to it.
@@ -100,6 +208,9 @@ pub struct Hub {
     relay: OnceLock<Arc<dyn Relay>>,
     /// What happens here, for the debug console; free while nobody watches.
     activity: ActivityTap,
+    /// The worker threads, once they run: publications for their subscribers are handed to
+    /// them (see [`super::handover`]).
+    handover: OnceLock<Arc<dyn Handover>>,
 }
 
 impl Default for Hub {
@@ -119,7 +230,14 @@ impl Hub {
             cache: ChannelCache::default(),
             relay: OnceLock::new(),
             activity: ActivityTap::default(),
+            handover: OnceLock::new(),
         }
+    }
+
+    /// Hands later publications for subscribers on worker threads to those threads (set once,
+    /// at start).
+    pub fn hand_over_through(&self, handover: Arc<dyn Handover>) {
+        let _ = self.handover.set(handover);
     }
 
     /// Sends later [`Hub::broadcast`]s to the cluster's other nodes too (set once, at start).
@@ -226,12 +344,12 @@ impl Hub {
     /// the channel's lock: of two connections subscribing at once, exactly one is first.
     pub fn subscribe(&self, channel: &str, subscriber: Arc<dyn Subscriber>) -> Subscribed {
         let mut shard = self.write(channel);
-        let (subscribers, new) = match shard.channels.get_mut(channel) {
-            Some(subscribers) => (subscribers, false),
+        let (members, new) = match shard.channels.get_mut(channel) {
+            Some(members) => (members, false),
             None => (shard.channels.entry(Arc::from(channel)).or_default(), true),
         };
         let id = subscriber.socket_id().clone();
-        if subscribers.contains_key(&id) {
+        if members.contains(&id) {
             return Subscribed::Already;
         }
         self.activity.record(|| {
@@ -242,7 +360,7 @@ impl Hub {
                 app,
             }
         });
-        subscribers.insert(id, subscriber);
+        members.insert(current_worker(), id, subscriber);
         metrics().subscriptions.inc();
         self.observe(ChannelChange::Counted(channel));
         if !new {
@@ -256,10 +374,10 @@ impl Hub {
     /// channel's lock.
     pub fn unsubscribe(&self, channel: &str, socket_id: &SocketId) -> Unsubscribed {
         let mut shard = self.write(channel);
-        let Some(subscribers) = shard.channels.get_mut(channel) else {
+        let Some(members) = shard.channels.get_mut(channel) else {
             return Unsubscribed::NotThere;
         };
-        if subscribers.remove(socket_id).is_none() {
+        if !members.remove(socket_id, current_worker()) {
             return Unsubscribed::NotThere;
         }
         self.activity.record(|| {
@@ -272,7 +390,7 @@ impl Hub {
         });
         metrics().subscriptions.dec();
         self.observe(ChannelChange::Counted(channel));
-        if !subscribers.is_empty() {
+        if !members.is_empty() {
             return Unsubscribed::Left;
         }
         shard.channels.remove(channel);
@@ -284,7 +402,7 @@ impl Hub {
     pub fn unsubscribe_all(&self) {
         for shard in self.shards.iter() {
             let mut shard = shard.write().unwrap_or_else(|p| p.into_inner());
-            let removed: usize = shard.channels.values().map(HashMap::len).sum();
+            let removed: usize = shard.channels.values().map(Members::len).sum();
             shard.channels.clear();
             metrics().subscriptions.dec_by(removed as i64);
         }
@@ -295,43 +413,77 @@ impl Hub {
         self.read(channel)
             .channels
             .get(channel)
-            .is_some_and(|s| s.contains_key(socket_id))
+            .is_some_and(|members| members.contains(socket_id))
     }
 
-    /// Delivers `publication` to every subscriber of its channel except its sender.
-    /// Returns the number of connections it was queued for.
+    /// Delivers `publication` to every subscriber of its channel except its sender: to those on
+    /// no worker thread at once, and to each worker's in one handover. Returns the number of
+    /// connections it was queued or handed over for.
     pub fn publish(&self, publication: &Publication) -> usize {
         let shard = self.read(&publication.channel);
-        let Some(subscribers) = shard.channels.get(&*publication.channel) else {
+        let Some(members) = shard.channels.get(&*publication.channel) else {
             return 0;
         };
-        // Delivery happens under the read lock: `deliver` only enqueues, so the lock is held
-        // for N non-blocking pushes, and no per-publish Vec of handles is built.
-        let mut queued = 0;
-        let mut overflowed = 0;
+        let handover = self.handover.get();
+        // Delivery happens under the read lock: `deliver` and `hand_over` only enqueue, so the
+        // lock is held for non-blocking pushes, and no per-publish Vec of handles is built.
+        let mut inline = Tally::default();
         let mut frames = Frames::default();
-        for (id, subscriber) in subscribers {
-            if publication.except.as_ref() == Some(id) {
-                continue;
+        for group in &members.groups {
+            if group.worker.is_none() || handover.is_none() {
+                inline.deliver(&group.subscribers, publication, &mut frames);
             }
-            match subscriber.deliver(publication, &mut frames) {
-                Delivery::Queued => queued += 1,
-                Delivery::Overflow => overflowed += 1,
-                Delivery::Closed | Delivery::Skipped => {}
+        }
+        let mut handed = 0;
+        if let Some(handover) = handover
+            && members.groups.iter().any(|g| g.worker.is_some())
+        {
+            let fanout = Arc::new(Fanout {
+                publication: publication.clone(),
+                frames: SharedFrames::seeded(frames),
+            });
+            for group in &members.groups {
+                let Some(worker) = group.worker else {
+                    continue;
+                };
+                if handover.hand_over(worker, fanout.clone()) {
+                    let sender = publication
+                        .except
+                        .as_ref()
+                        .is_some_and(|id| group.subscribers.contains_key(id));
+                    handed += group.subscribers.len() - usize::from(sender);
+                } else {
+                    // That worker is far behind: delivered from here rather than lost. Its
+                    // connections may then see this one before older ones still queued.
+                    metrics().worker_queue_full.inc();
+                    let mut frames = Frames::backed_by(&fanout.frames);
+                    inline.deliver(&group.subscribers, publication, &mut frames);
+                }
             }
         }
         drop(shard);
-        // Counted once per publish, not per recipient: shared counters touched N times per
-        // fan-out would bounce their cache line between cores.
-        let metrics = metrics();
-        metrics.ws_messages_sent.inc_by(queued as u64);
-        if overflowed > 0 {
-            metrics.queue_drops.inc_by(overflowed);
-        }
-        metrics
-            .socket_transmitted_bytes
-            .inc_by((queued * publication.payload_bytes()) as u64);
-        queued
+        let queued = inline.queued;
+        inline.count(publication);
+        queued + handed
+    }
+
+    /// Delivers a publication handed to worker `worker` to that worker's subscribers of its
+    /// channel (those subscribed since it was published included). Called on that worker's
+    /// thread, so every wake-up is of a task on the same thread.
+    pub fn deliver_handed(&self, fanout: &Fanout, worker: WorkerId) {
+        let publication = &fanout.publication;
+        let shard = self.read(&publication.channel);
+        let Some(subscribers) = shard
+            .channels
+            .get(&*publication.channel)
+            .and_then(|members| members.group(Some(worker)))
+        else {
+            return;
+        };
+        let mut tally = Tally::default();
+        tally.deliver(subscribers, publication, &mut Frames::backed_by(&fanout.frames));
+        drop(shard);
+        tally.count(publication);
     }
 
     /// Connections subscribed to `channel` on this node.
@@ -339,7 +491,7 @@ impl Hub {
         self.read(channel)
             .channels
             .get(channel)
-            .map_or(0, HashMap::len)
+            .map_or(0, Members::len)
     }
 
     /// Occupied channels whose name starts with `prefix`, sorted by name.
@@ -353,9 +505,9 @@ impl Hub {
                     .channels
                     .iter()
                     .filter(|(name, _)| name.starts_with(prefix))
-                    .map(|(name, subs)| ChannelInfo {
+                    .map(|(name, members)| ChannelInfo {
                         name: name.to_string(),
-                        subscription_count: subs.len(),
+                        subscription_count: members.len(),
                     })
                     .collect::<Vec<_>>()
             })
@@ -394,7 +546,7 @@ mod tests {
         fn socket_id(&self) -> &SocketId {
             &self.id
         }
-        fn deliver(&self, publication: &Publication, _: &mut Frames) -> Delivery {
+        fn deliver(&self, publication: &Publication, _: &mut Frames<'_>) -> Delivery {
             self.received
                 .lock()
                 .expect("lock")

@@ -479,7 +479,7 @@ mod tests {
         fn socket_id(&self) -> &SocketId {
             &self.0
         }
-        fn deliver(&self, _: &Publication, _: &mut Frames) -> Delivery {
+        fn deliver(&self, _: &Publication, _: &mut Frames<'_>) -> Delivery {
             Delivery::Queued
         }
     }

@@ -12,6 +12,7 @@ use crate::auth::HttpAuthorizer;
 use crate::config::{Config, ConfigSource, ListenProtocol, LoadedConfig};
 use crate::console;
 use crate::hub::Hub;
+use crate::workers::Workers;
 use crate::node::NodeId;
 use crate::presence::{HEARTBEAT_EVERY, Presence};
 use crate::protocol::pusher::{PusherApps, PusherContext};
@@ -95,6 +96,12 @@ pub async fn run(
         ListenProtocol::Http => None,
     };
     let hub = Arc::new(Hub::new());
+    let workers = Workers::start(crate::workers::count(config.workers), &hub)?;
+    hub.hand_over_through(workers.clone());
+    console::dev_plain(&format!(
+        "Connections run on {} worker threads (\"workers\")",
+        workers.len()
+    ));
     // Presence first: the webhooks wait on its leave marks. The Hub's watchers are set below,
     // before anything can subscribe.
     let presence = Arc::new(Presence::for_config(config, hub.clone(), node.clone())?);
@@ -154,6 +161,7 @@ pub async fn run(
         open: Default::default(),
         sessions: crate::protocol::socketio::Sessions::new()?,
         recovery: Default::default(),
+        workers: workers.clone(),
     });
     let redis_source = config.subscribers.redis.then(|| {
         RedisSource::new(
@@ -191,6 +199,7 @@ pub async fn run(
         open: Default::default(),
         cluster: occupancy.clone(),
         trusted_proxies: config.trusted_proxies.clone(),
+        workers: workers.clone(),
     });
     let app = app(
         config,
@@ -324,6 +333,7 @@ pub async fn run(
     if let Some(task) = redis_task {
         task.abort();
     }
+    workers.stop();
     console::info("The Herald server has been stopped.");
     Ok(())
 }

@@ -49,6 +49,8 @@ pub struct PusherContext {
     pub cluster: Option<Arc<crate::cluster::Occupancy>>,
     /// Who the client is behind a proxy (shown on the debug console).
     pub trusted_proxies: crate::peer::TrustedProxies,
+    /// The threads that run the connections' tasks.
+    pub workers: Arc<crate::workers::Workers>,
 }
 
 /// What the debug console shows of the request that opened a connection: made only while a
@@ -121,7 +123,8 @@ async fn accept(
     let protocol = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
         .find(|(name, _)| name == "protocol")
         .map(|(_, value)| value.parse::<u32>().unwrap_or(0));
-    tokio::spawn(async move {
+    let workers = ctx.workers.clone();
+    workers.spawn(async move {
         if let Some(websocket) = websocket.await {
             connection::run(ctx, websocket, &key, protocol, hello).await;
         }

@@ -21,7 +21,7 @@ impl Subscriber for PusherSubscriber {
         &self.id
     }
 
-    fn deliver(&self, publication: &Publication, encoded: &mut Frames) -> Delivery {
+    fn deliver(&self, publication: &Publication, encoded: &mut Frames<'_>) -> Delivery {
         if let Message::Terminate = publication.message {
             self.outbox.terminate();
             return Delivery::Queued;

@@ -35,7 +35,7 @@ impl Subscriber for CoreSocket {
         &self.id
     }
 
-    fn deliver(&self, publication: &Publication, frames: &mut Frames) -> Delivery {
+    fn deliver(&self, publication: &Publication, frames: &mut Frames<'_>) -> Delivery {
         let format = if self.offsets {
             SOCKETIO_WITH_OFFSET
         } else {

@@ -98,7 +98,8 @@ pub(super) fn open_polling(
     let open = session.open_packet(&engine_id, upgrades);
     let body = encode_texts([open.as_str()], framing(eio));
     let id = engine_id.clone();
-    tokio::spawn(async move {
+    let workers = ctx.workers.clone();
+    workers.spawn(async move {
         if eio == Eio::V3 {
             session.connect(None);
         }

@@ -158,7 +158,7 @@ impl Inner {
         };
         // One async fn from the upgrade to the end: every layer of futures around it would be
         // sized for its largest state, in every idle session's allocation.
-        tokio::spawn(engine_session::run_websocket(
+        self.core.workers.spawn(engine_session::run_websocket(
             self.core.clone(),
             upgraded,
             eio,

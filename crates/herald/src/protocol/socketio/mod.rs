@@ -47,4 +47,6 @@ pub struct SocketIoContext {
     pub sessions: Sessions,
     /// Dropped sessions waiting for their client to come back.
     pub recovery: Arc<Recovery>,
+    /// The threads that run the sessions' tasks.
+    pub workers: Arc<crate::workers::Workers>,
 }
