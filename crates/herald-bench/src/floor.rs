@@ -3,6 +3,8 @@
 //! PSUBSCRIBEs Redis, encodes each event once **as a complete websocket frame** and hands the
 //! same bytes to every connection; each connection's writer sends everything queued in one
 //! write. No channels, auth, presence, heartbeats or limits: not a server, a measuring stick.
+//! Events also come in as `fanout --via http` posts them (`POST /apps/<id>/events`), for
+//! machines without Redis.
 
 use crate::ws;
 use anyhow::Context;
@@ -12,7 +14,7 @@ use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::sync::{Arc, RwLock};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedReadHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
@@ -80,18 +82,71 @@ async fn fan_out(args: FloorArgs, subscribers: Subscribers) -> anyhow::Result<()
         let Ok(parsed) = serde_json::from_slice::<Laravel<'_>>(message.get_payload_bytes()) else {
             continue;
         };
-        let frame = text_frame(&format!(
-            "42[{},{},{}]",
-            serde_json::to_string(&parsed.event)?,
-            serde_json::to_string(&channel)?,
-            parsed.data.get()
-        ));
-        let subscribers = subscribers.read().unwrap_or_else(|p| p.into_inner());
-        for subscriber in subscribers.iter() {
-            let _ = subscriber.try_send(frame.clone());
-        }
+        publish(&subscribers, &channel, &parsed.event, parsed.data)?;
     }
     Ok(())
+}
+
+/// Encodes the event once and queues the same bytes for every subscriber.
+fn publish(
+    subscribers: &Subscribers,
+    channel: &str,
+    event: &str,
+    data: &RawValue,
+) -> anyhow::Result<()> {
+    let frame = text_frame(&format!(
+        "42[{},{},{}]",
+        serde_json::to_string(event)?,
+        serde_json::to_string(channel)?,
+        data.get()
+    ));
+    let subscribers = subscribers.read().unwrap_or_else(|p| p.into_inner());
+    for subscriber in subscribers.iter() {
+        let _ = subscriber.try_send(frame.clone());
+    }
+    Ok(())
+}
+
+/// What `fanout --via http` posts.
+#[derive(Deserialize)]
+struct Posted<'a> {
+    channel: String,
+    name: String,
+    #[serde(borrow)]
+    data: &'a RawValue,
+}
+
+/// Answers `POST /apps/<id>/events` requests on one kept-alive connection, the first one's head
+/// already read.
+async fn serve_publishes(
+    mut stream: TcpStream,
+    mut head: String,
+    mut buffer: BytesMut,
+    subscribers: Subscribers,
+) -> anyhow::Result<()> {
+    loop {
+        let length: usize = head
+            .lines()
+            .find_map(|line| {
+                let (name, value) = line.split_once(':')?;
+                name.eq_ignore_ascii_case("content-length")
+                    .then(|| value.trim().parse().ok())
+                    .flatten()
+            })
+            .context("no Content-Length")?;
+        while buffer.len() < length {
+            if stream.read_buf(&mut buffer).await? == 0 {
+                return Ok(());
+            }
+        }
+        let body = buffer.split_to(length);
+        let posted: Posted<'_> = serde_json::from_slice(&body).context("the posted event")?;
+        publish(&subscribers, &posted.channel, &posted.name, posted.data)?;
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+            .await?;
+        head = ws::read_http_head_from(&mut stream, &mut buffer).await?;
+    }
 }
 
 fn text_frame(text: &str) -> Bytes {
@@ -101,7 +156,11 @@ fn text_frame(text: &str) -> Bytes {
 async fn serve(mut stream: TcpStream, subscribers: Subscribers) -> anyhow::Result<()> {
     // As Herald and laravel-echo-server (Node) do: no Nagle delay on small frames.
     stream.set_nodelay(true)?;
-    let (eio, leftover) = handshake(&mut stream).await?;
+    let (head, leftover) = ws::read_http_head(&mut stream).await?;
+    if head.starts_with("POST ") {
+        return serve_publishes(stream, head, leftover, subscribers).await;
+    }
+    let eio = handshake(&mut stream, &head).await?;
     let (reader, mut writer) = stream.into_split();
     let (tx, mut rx) = mpsc::channel::<Bytes>(QUEUE);
     tx.try_send(text_frame(
@@ -133,10 +192,8 @@ async fn serve(mut stream: TcpStream, subscribers: Subscribers) -> anyhow::Resul
     result
 }
 
-/// Reads the HTTP upgrade request and answers it; returns the Engine.IO version and any bytes
-/// read past the request.
-async fn handshake(stream: &mut TcpStream) -> anyhow::Result<(u8, BytesMut)> {
-    let (head, rest) = ws::read_http_head(stream).await?;
+/// Answers the HTTP upgrade request `head`; returns the Engine.IO version.
+async fn handshake(stream: &mut TcpStream, head: &str) -> anyhow::Result<u8> {
     let key = head
         .lines()
         .find_map(|line| {
@@ -155,7 +212,7 @@ async fn handshake(stream: &mut TcpStream) -> anyhow::Result<(u8, BytesMut)> {
         derive_accept_key(key.as_bytes())
     );
     stream.write_all(response.as_bytes()).await?;
-    Ok((eio, rest))
+    Ok(eio)
 }
 
 /// Reads masked client frames: answers pings, acknowledges CONNECT, registers the subscribe.

@@ -118,17 +118,27 @@ pub(crate) async fn client_handshake(
 /// Reads an HTTP head (up to the blank line); returns it and whatever followed.
 pub(crate) async fn read_http_head(stream: &mut TcpStream) -> anyhow::Result<(String, BytesMut)> {
     let mut buffer = BytesMut::with_capacity(4096);
+    let head = read_http_head_from(stream, &mut buffer).await?;
+    Ok((head, buffer))
+}
+
+/// Reads one HTTP head, starting with what `buffer` already holds; leaves the bytes after it
+/// in `buffer`.
+pub(crate) async fn read_http_head_from(
+    stream: &mut TcpStream,
+    buffer: &mut BytesMut,
+) -> anyhow::Result<String> {
     loop {
         if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
             let head = String::from_utf8_lossy(&buffer[..end + 4]).into_owned();
             buffer.advance(end + 4);
-            return Ok((head, buffer));
+            return Ok(head);
         }
         if buffer.len() > 16 * 1024 {
             bail!("HTTP head too large");
         }
         if stream
-            .read_buf(&mut buffer)
+            .read_buf(buffer)
             .await
             .context("reading the HTTP head")?
             == 0
