@@ -236,3 +236,59 @@ test('a client that sends websocket pings gets its pongs and every event whole, 
     ws.close();
   }
 });
+
+test('heartbeats keep time while events stream: a client that answers pings stays, one that does not is closed', async () => {
+  // The session polls its heartbeat only once the timer woke it, not at every delivery: a
+  // timer that never fired again would show here as a silent client left open (or a live one
+  // closed) while events keep the task busy.
+  const quick = await startHerald({ config: { ...base, socketio: { pingInterval: 500, pingTimeout: 500 } } });
+  const open = (answers) => {
+    const ws = new WebSocket(`ws://127.0.0.1:${quick.port}/socket.io/?EIO=4&transport=websocket`);
+    const state = { ws, messages: [], pings: 0, closed: false };
+    ws.on('message', (data) => {
+      const text = String(data);
+      state.messages.push(text);
+      if (text === '2') {
+        state.pings++;
+        if (answers) ws.send('3');
+      }
+    });
+    ws.on('close', () => (state.closed = true));
+    return state;
+  };
+  const live = open(true);
+  const silent = open(false);
+  let streaming = true;
+  try {
+    for (const client of [live, silent]) {
+      await waitUntil(() => client.messages.some((m) => m.startsWith('0{')), { what: 'the open packet' });
+      client.ws.send('40');
+      await waitUntil(() => client.messages.some((m) => m.startsWith('40')), { what: 'the CONNECT answer' });
+      client.ws.send('42["subscribe",{"channel":"beats"}]');
+      client.lastSent = Date.now();
+    }
+    await waitSubscribed(quick, 'beats', 2, API);
+    const stream = (async () => {
+      for (let i = 0; streaming; i++) {
+        await publish(quick, 'beats', { i });
+        await sleep(20);
+      }
+    })();
+    await waitUntil(() => silent.closed, { what: 'the silent client closed', timeoutMs: 5000 });
+    const silentFor = Date.now() - silent.lastSent;
+    // Closed one interval and one timeout (1 s) after it last spoke: not at once, not never.
+    assert.ok(silentFor >= 900 && silentFor < 4000, `closed ${silentFor} ms after it last spoke`);
+    await sleep(2500);
+    streaming = false;
+    await stream;
+    assert.equal(live.closed, false, 'the client that answers pings stays connected');
+    assert.ok(live.pings >= 4, `pinged ${live.pings} times in ~3.5 s`);
+    const events = live.messages.filter((m) => m.startsWith('42["App'));
+    assert.ok(events.length >= 50, `${events.length} events`);
+  } finally {
+    streaming = false;
+    live.ws.close();
+    silent.ws.close();
+    await quick.stop();
+  }
+});

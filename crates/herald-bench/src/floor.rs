@@ -143,7 +143,9 @@ async fn serve_publishes(
         let posted: Posted<'_> = serde_json::from_slice(&body).context("the posted event")?;
         publish(&subscribers, &posted.channel, &posted.name, posted.data)?;
         stream
-            .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}")
+            .write_all(
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 2\r\n\r\n{}",
+            )
             .await?;
         head = ws::read_http_head_from(&mut stream, &mut buffer).await?;
     }

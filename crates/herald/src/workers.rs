@@ -234,7 +234,10 @@ mod tests {
         hub.subscribe("orders", inline.clone());
         assert_eq!(hub.publish(&publication("orders")), 5);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-        while recorders.iter().any(|r| r.threads.lock().expect("lock").is_empty()) {
+        while recorders
+            .iter()
+            .any(|r| r.threads.lock().expect("lock").is_empty())
+        {
             assert!(tokio::time::Instant::now() < deadline, "not delivered");
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -242,13 +245,20 @@ mod tests {
             let threads = recorder.threads.lock().expect("lock").clone();
             assert_eq!(threads.len(), 1);
             assert!(
-                threads[0].as_deref().is_some_and(|t| t.starts_with("herald-worker-")),
+                threads[0]
+                    .as_deref()
+                    .is_some_and(|t| t.starts_with("herald-worker-")),
                 "delivered on {threads:?}"
             );
         }
         assert_eq!(inline.threads.lock().expect("lock").len(), 1);
         // Two workers, four connections: two each.
-        assert!(workers.workers.iter().all(|w| w.load.load(Ordering::Relaxed) == 2));
+        assert!(
+            workers
+                .workers
+                .iter()
+                .all(|w| w.load.load(Ordering::Relaxed) == 2)
+        );
         workers.stop();
     }
 }

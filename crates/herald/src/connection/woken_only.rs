@@ -52,6 +52,12 @@ impl WokenOnly {
         WokenOnly { flag, waker }
     }
 
+    /// Makes the next [`WokenOnly::poll`] poll: what it guards was polled with another waker
+    /// meanwhile, which a wake-up would reach instead of this guard's.
+    pub fn rearm(&self) {
+        self.flag.woken.store(true, Ordering::Release);
+    }
+
     /// `poll`, with this guard's waker, if it was woken since it last answered `Pending`;
     /// otherwise `Pending` at once. What `poll` waits on must wake the waker it was given (a
     /// future that reads from a socket does).

@@ -14,11 +14,11 @@ mod space;
 
 pub use activity::{Activity, ActivityTap, EventSource};
 pub use cache::{CACHE_TTL, MAX_CACHED_CHANNELS, is_cache_channel};
-pub use handover::{Fanout, Handover, WorkerId, enter_worker};
 pub use channel_name::{
     ChannelKind, ChannelNameError, MAX_CHANNEL_NAME_BYTES, user_channel, user_of_channel,
     validate_channel_name, validate_subscription, watchlist_channel,
 };
+pub use handover::{Fanout, Handover, WorkerId, enter_worker};
 pub use publication::{Member, Message, Publication, SocketId, data_as_text, user_id_text};
 pub use registry::{ChannelInfo, Hub, Subscribed, Unsubscribed};
 pub use space::{Space, app_of, visible_name};

@@ -97,7 +97,12 @@ struct Tally {
 
 impl Tally {
     /// Delivers `publication` to each of `subscribers` but its sender.
-    fn deliver(&mut self, subscribers: &Subscribers, publication: &Publication, frames: &mut Frames<'_>) {
+    fn deliver(
+        &mut self,
+        subscribers: &Subscribers,
+        publication: &Publication,
+        frames: &mut Frames<'_>,
+    ) {
         for (id, subscriber) in subscribers {
             if publication.except.as_ref() == Some(id) {
                 continue;
@@ -481,7 +486,11 @@ impl Hub {
             return;
         };
         let mut tally = Tally::default();
-        tally.deliver(subscribers, publication, &mut Frames::backed_by(&fanout.frames));
+        tally.deliver(
+            subscribers,
+            publication,
+            &mut Frames::backed_by(&fanout.frames),
+        );
         drop(shard);
         tally.count(publication);
     }

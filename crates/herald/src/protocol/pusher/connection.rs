@@ -191,16 +191,23 @@ impl Connection {
             .signin_within
             .map(|within| Box::pin(tokio::time::sleep(within)));
         let reads = WokenOnly::new();
+        // The shutdown and the silence timer, polled only once one of them woke the task: not
+        // at every delivery (docs/performance.md, "Instructions per delivery").
+        let others = WokenOnly::new();
         // A ping came: tungstenite answers it, and its pong must go out before our frames.
         let mut owes_pong = false;
         loop {
             let waiting_for_signin = self.user.is_none() && sign_in_by.is_some();
             let step = tokio::select! {
                 biased;
-                _ = &mut stopping => Step::ShuttingDown,
+                step = std::future::poll_fn(|cx| others.poll(cx, |cx| {
+                    if stopping.as_mut().poll(cx).is_ready() {
+                        return Poll::Ready(Step::ShuttingDown);
+                    }
+                    silence.as_mut().poll(cx).map(|()| Step::Silent)
+                })) => step,
                 next = outbox.next() => Step::Queued(next),
                 message = next_message(websocket, &reads) => Step::Received(message),
-                () = &mut silence => Step::Silent,
                 () = until(&mut sign_in_by), if waiting_for_signin => Step::NotSignedIn,
             };
             match step {
@@ -257,6 +264,8 @@ impl Connection {
                             }
                         }
                     }
+                    // The silence timer was polled here with the task's own waker.
+                    others.rearm();
                 }
                 Step::Queued(Next::Terminated) => {
                     let reason = "Terminated: the app closed this user's connections";

@@ -560,6 +560,9 @@ impl Session {
             && self.eio == Eio::V4)
             .then(|| Box::pin(tokio::time::sleep(CONNECT_TIMEOUT)));
         let reads = WokenOnly::new();
+        // The shutdown and the heartbeat, polled only once one of them woke the task: not at
+        // every delivery (docs/performance.md, "Instructions per delivery").
+        let others = WokenOnly::new();
         // A ping came (or, before this loop, may have come during an upgrade): tungstenite
         // answers it, and its pong must go out before our frames.
         let mut owes_pong = true;
@@ -567,11 +570,15 @@ impl Session {
             let connecting = self.connection.is_none() && connect_by.is_some();
             let step = tokio::select! {
                 biased;
-                _ = &mut stopping => Step::ShuttingDown,
+                step = std::future::poll_fn(|cx| others.poll(cx, |cx| {
+                    if stopping.as_mut().poll(cx).is_ready() {
+                        return std::task::Poll::Ready(Step::ShuttingDown);
+                    }
+                    heartbeat.as_mut().poll(cx).map(|()| Step::Heartbeat)
+                })) => step,
                 // The socket's queue, read afresh each time: a recovered session's is another.
                 next = self.socket.outbox.next() => Step::Queued(next),
                 message = next_message(websocket, &reads) => Step::Received(message),
-                () = &mut heartbeat => Step::Heartbeat,
                 () = until(&mut connect_by), if connecting => Step::NotConnected,
             };
             match step {
@@ -640,6 +647,8 @@ impl Session {
                             }
                         }
                     }
+                    // The heartbeat was polled here with the task's own waker.
+                    others.rearm();
                     if stalled {
                         // Nothing was read meanwhile: the client's pings wait unread.
                         self.awaiting_pong = false;
