@@ -5,8 +5,11 @@ use super::upgrade::WRITE_BATCH;
 use super::{Outbox, WebSocket};
 use crate::hub::FrameText;
 use futures_util::SinkExt;
+use std::cell::RefCell;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::protocol::frame::Utf8Bytes;
@@ -45,27 +48,70 @@ pub async fn write_queued(
         return false;
     }
     let socket = websocket.get_mut();
-    let mut batch = Vec::with_capacity(first.len() + MAX_HEADER);
     let mut next = Some(first);
-    while let Some(frame) = next {
-        sent(&frame);
-        put_text_frame(&mut batch, frame.as_str().as_bytes());
-        if batch.len() >= WRITE_BATCH {
-            if socket.write_all(&batch).await.is_err() {
-                return false;
+    while next.is_some() {
+        // Gathered in this thread's scratch buffer and written at once, within one poll: most
+        // batches go through whole, with no allocation of their own. What the socket does not
+        // take is copied out and awaited.
+        let written = std::future::poll_fn(|cx| {
+            Poll::Ready(SCRATCH.with_borrow_mut(|batch| {
+                batch.clear();
+                while let Some(frame) = next.take() {
+                    sent(&frame);
+                    put_text_frame(batch, frame.as_str().as_bytes());
+                    next = outbox.pop();
+                    if batch.len() >= WRITE_BATCH {
+                        break;
+                    }
+                }
+                let result = write_at_once(Pin::new(&mut *socket), cx, batch);
+                if batch.capacity() > SCRATCH_KEPT {
+                    *batch = Vec::new();
+                }
+                result
+            }))
+        })
+        .await;
+        match written {
+            Err(()) => return false,
+            Ok(None) => {}
+            Ok(Some(rest)) => {
+                if socket.write_all(&rest).await.is_err() {
+                    return false;
+                }
             }
-            batch.clear();
         }
-        next = outbox.pop();
-    }
-    if !batch.is_empty() && socket.write_all(&batch).await.is_err() {
-        return false;
     }
     socket.flush().await.is_ok()
 }
 
-/// The longest header of an unmasked frame: two bytes and an eight-byte length.
-const MAX_HEADER: usize = 10;
+thread_local! {
+    /// Frames gathered for one write, shared by every connection of this thread: a write that
+    /// completes within one poll (nearly all) leaves nothing behind.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Largest scratch buffer kept between writes; a larger one (a batch that ended with a large
+/// frame) is let go.
+const SCRATCH_KEPT: usize = 2 * WRITE_BATCH;
+
+/// Writes what `socket` takes of `batch` now: `Ok(None)` if it took everything, `Ok(Some(rest))`
+/// with what is left to await, `Err` if the client is gone.
+fn write_at_once<S: AsyncWrite + ?Sized>(
+    mut socket: Pin<&mut S>,
+    cx: &mut Context<'_>,
+    batch: &[u8],
+) -> Result<Option<Vec<u8>>, ()> {
+    let mut written = 0;
+    while written < batch.len() {
+        match socket.as_mut().poll_write(cx, &batch[written..]) {
+            Poll::Ready(Ok(0)) | Poll::Ready(Err(_)) => return Err(()),
+            Poll::Ready(Ok(n)) => written += n,
+            Poll::Pending => return Ok(Some(batch[written..].to_vec())),
+        }
+    }
+    Ok(None)
+}
 
 /// Appends `payload` as one unmasked text frame (RFC 6455 §5.2: FIN, opcode 1, the length in
 /// 7, 7+16 or 7+64 bits).

@@ -43,7 +43,9 @@ pub(super) fn offset_of(packet: &str) -> Option<u64> {
     if digits == 0 || !body[..start].ends_with(b",\"") {
         return None;
     }
-    std::str::from_utf8(&body[start..]).ok()?.parse().ok()
+    body[start..].iter().try_fold(0u64, |offset, digit| {
+        offset.checked_mul(10)?.checked_add(u64::from(digit - b'0'))
+    })
 }
 
 /// The publications a session wrote last, by offset, and the newest it had to forget.
