@@ -138,9 +138,10 @@ test('presence in Redis heals after Redis is killed and restarted: the first joi
   let redis = await startRedis();
   const port = redis.port;
   const auth = await startAuthEndpoint();
-  const herald = await startHerald({ config: { clients: [API], authHost: auth.url, databaseConfig: { redis: { port } } } });
   const clients = [];
+  let herald;
   try {
+    herald = await startHerald({ config: { clients: [API], authHost: auth.url, databaseConfig: { redis: { port } } } });
     const join = async (user) => {
       const client = await connectEcho(herald.url, { echo: 2, sio: 4, auth: { headers: { Authorization: `Bearer user-${user}` } } });
       clients.push(client);
@@ -161,7 +162,7 @@ test('presence in Redis heals after Redis is killed and restarted: the first joi
     assert.equal(await redis.cli('HLEN', 'herald:presence:presence-healing'), '1');
   } finally {
     clients.forEach((c) => c.close());
-    await herald.stop();
+    await herald?.stop();
     await auth.stop();
     await redis.stop();
   }

@@ -8,6 +8,7 @@
 //! session opens), on the worker with the fewest connections.
 
 use crate::hub::{Fanout, Handover, Hub, WorkerId, enter_worker};
+use futures_util::FutureExt;
 use std::future::Future;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -115,12 +116,8 @@ impl Workers {
             .iter()
             .min_by_key(|w| w.load.load(Ordering::Relaxed))
             .unwrap_or_else(|| unreachable!("Workers::start makes at least one"));
-        let load = worker.load.clone();
-        load.fetch_add(1, Ordering::Relaxed);
-        worker.runtime.spawn(async move {
-            let _counted = Counted(load);
-            task.await;
-        });
+        worker.load.fetch_add(1, Ordering::Relaxed);
+        worker.runtime.spawn(counted(task, worker.load.clone()));
     }
 
     /// How many workers run.
@@ -148,7 +145,21 @@ impl Handover for Workers {
     }
 }
 
-/// Takes a connection off its worker's count when its task ends, however it ends.
+/// `task`, taken off its worker's count (`load`) when it ends, however it ends.
+///
+/// `map`, not an `async` block around the task: a block holds the task twice (as what it
+/// captured and as what it awaits), and made every idle connection 1.7 KB larger
+/// (`herald-bench idle`: 5,290 B against 3,547). The guard lives in the closure, so it is
+/// dropped with the task even if the task never completes.
+fn counted<F>(task: F, load: Arc<AtomicUsize>) -> impl Future<Output = ()> + Send + 'static
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let counted = Counted(load);
+    task.map(move |()| drop(counted))
+}
+
+/// Takes a connection off its worker's count when dropped.
 struct Counted(Arc<AtomicUsize>);
 
 impl Drop for Counted {
@@ -192,6 +203,30 @@ mod tests {
     fn publication(channel: &str) -> Publication {
         let data = RawValue::from_string("{}".into()).expect("json");
         Publication::new(channel, "E", data, None)
+    }
+
+    #[test]
+    fn counting_a_task_costs_its_future_a_few_bytes_and_ends_with_it() {
+        async fn session() {
+            let state = [7u8; 1024];
+            tokio::task::yield_now().await;
+            std::hint::black_box(state);
+        }
+        let load = Arc::new(AtomicUsize::new(1));
+        let task = session();
+        let bare = std::mem::size_of_val(&task);
+        let wrapped = counted(task, load.clone());
+        assert!(
+            std::mem::size_of_val(&wrapped) <= bare + 16,
+            "{} bytes around a {bare}-byte task",
+            std::mem::size_of_val(&wrapped) - bare
+        );
+        drop(wrapped);
+        assert_eq!(
+            load.load(Ordering::Relaxed),
+            0,
+            "a dropped task is uncounted"
+        );
     }
 
     #[test]

@@ -643,6 +643,88 @@ mod tests {
         assert_eq!(hub.channels("").len(), 2);
     }
 
+    /// A handover that keeps what it is handed, or refuses it (a full worker queue).
+    struct Keeper {
+        accepts: bool,
+        handed: Mutex<Vec<(WorkerId, Arc<Fanout>)>>,
+    }
+
+    impl Handover for Keeper {
+        fn hand_over(&self, worker: WorkerId, fanout: Arc<Fanout>) -> bool {
+            if self.accepts {
+                self.handed.lock().expect("lock").push((worker, fanout));
+            }
+            self.accepts
+        }
+    }
+
+    /// Subscribes `recorder` to `channel` from a thread that is worker `worker`.
+    fn subscribe_on(
+        hub: &Arc<Hub>,
+        worker: WorkerId,
+        channel: &'static str,
+        recorder: Arc<Recorder>,
+    ) {
+        let hub = hub.clone();
+        std::thread::spawn(move || {
+            super::super::handover::enter_worker(worker);
+            hub.subscribe(channel, recorder);
+        })
+        .join()
+        .expect("thread");
+    }
+
+    #[test]
+    fn a_publication_is_handed_to_each_worker_once_and_delivered_there() {
+        let hub = Arc::new(Hub::new());
+        let keeper = Arc::new(Keeper {
+            accepts: true,
+            handed: Mutex::default(),
+        });
+        hub.hand_over_through(keeper.clone());
+        let (a, b, c) = (Recorder::new("a"), Recorder::new("b"), Recorder::new("c"));
+        subscribe_on(&hub, 0, "orders", a.clone());
+        subscribe_on(&hub, 0, "orders", b.clone());
+        subscribe_on(&hub, 1, "orders", c.clone());
+        assert_eq!(hub.subscription_count("orders"), 3);
+        // Counted as handed over, delivered by nobody yet.
+        assert_eq!(hub.publish(&publication("orders", "E", Some("b"))), 2);
+        assert!(a.events().is_empty() && c.events().is_empty());
+        let handed = std::mem::take(&mut *keeper.handed.lock().expect("lock"));
+        let mut workers: Vec<WorkerId> = handed.iter().map(|(w, _)| *w).collect();
+        workers.sort_unstable();
+        assert_eq!(workers, vec![0, 1], "one handover per worker");
+        for (worker, fanout) in &handed {
+            hub.deliver_handed(fanout, *worker);
+        }
+        assert_eq!(a.events(), vec!["E"]);
+        assert!(
+            b.events().is_empty(),
+            "the sender is skipped on its worker too"
+        );
+        assert_eq!(c.events(), vec!["E"]);
+        // Unsubscribing from another thread finds the subscriber in its worker's group.
+        assert_eq!(
+            hub.unsubscribe("orders", &SocketId::new("c")),
+            Unsubscribed::Left
+        );
+        assert!(!hub.is_subscribed("orders", &SocketId::new("c")));
+        assert_eq!(hub.subscription_count("orders"), 2);
+    }
+
+    #[test]
+    fn a_full_worker_queue_is_delivered_by_the_publishing_thread() {
+        let hub = Arc::new(Hub::new());
+        hub.hand_over_through(Arc::new(Keeper {
+            accepts: false,
+            handed: Mutex::default(),
+        }));
+        let a = Recorder::new("a");
+        subscribe_on(&hub, 3, "orders", a.clone());
+        assert_eq!(hub.publish(&publication("orders", "E", None)), 1);
+        assert_eq!(a.events(), vec!["E"], "delivered, not lost");
+    }
+
     #[test]
     fn only_queued_deliveries_count() {
         let hub = Hub::new();
