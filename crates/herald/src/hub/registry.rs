@@ -62,18 +62,13 @@ impl Members {
         self.groups[index].subscribers.insert(id, subscriber);
     }
 
-    /// Removes `id`, looking first in the group of `worker` (where the connection's own task,
-    /// which usually asks, runs).
-    fn remove(&mut self, id: &SocketId, worker: Option<WorkerId>) -> bool {
-        let likely = self.groups.iter().position(|g| g.worker == worker);
-        let found = likely
-            .filter(|&i| self.groups[i].subscribers.contains_key(id))
-            .or_else(|| {
-                self.groups
-                    .iter()
-                    .position(|g| g.subscribers.contains_key(id))
-            });
-        let Some(index) = found else {
+    /// Removes `id`, from whichever group holds it.
+    fn remove(&mut self, id: &SocketId) -> bool {
+        let Some(index) = self
+            .groups
+            .iter()
+            .position(|g| g.subscribers.contains_key(id))
+        else {
             return false;
         };
         self.groups[index].subscribers.remove(id);
@@ -382,7 +377,7 @@ impl Hub {
         let Some(members) = shard.channels.get_mut(channel) else {
             return Unsubscribed::NotThere;
         };
-        if !members.remove(socket_id, current_worker()) {
+        if !members.remove(socket_id) {
             return Unsubscribed::NotThere;
         }
         self.activity.record(|| {
