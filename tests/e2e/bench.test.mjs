@@ -182,3 +182,29 @@ test('herald-bench floor: the raw fan-out server delivers every event exactly on
     await redis.stop();
   }
 });
+
+test('herald-bench floor takes HTTP publishes (fanout --via http), for machines without Redis', async () => {
+  const port = await freePort();
+  // No Redis at all: the floor's subscriber fails, and events come in over HTTP.
+  const floor = spawn(bench, ['floor', '--listen', `127.0.0.1:${port}`, '--redis', 'redis://127.0.0.1:1'], { stdio: 'ignore' });
+  try {
+    await waitUntil(async () => {
+      try {
+        await fetch(`http://127.0.0.1:${port}/`);
+      } catch (e) {
+        return e.cause?.code !== 'ECONNREFUSED';
+      }
+      return true;
+    }, { timeoutMs: 10000, what: 'the floor listening' });
+    const { stdout } = await run(bench, [
+      'fanout', '--url', `ws://127.0.0.1:${port}`, '--via', 'http',
+      '--subscribers', '20', '--rate', '40', '--duration', '2', '--eio', '4', '--label', 'floor',
+    ], { timeout: 60000 });
+    const report = JSON.parse(stdout);
+    assert.equal(report.via, 'http');
+    assert.equal(report.received, 20 * 80);
+    assert.equal(report.duplicates, 0);
+  } finally {
+    floor.kill();
+  }
+});
