@@ -157,19 +157,24 @@ test('herald-bench storm: every client subscribes, and comes back after a restar
   }
 });
 
+/** Resolves once something accepts connections on `port` (the floor has no ready line). */
+async function floorListening(port) {
+  await waitUntil(async () => {
+    try {
+      await fetch(`http://127.0.0.1:${port}/`);
+    } catch (e) {
+      return e.cause?.code !== 'ECONNREFUSED';
+    }
+    return true;
+  }, { timeoutMs: 10000, what: 'the floor listening' });
+}
+
 test('herald-bench floor: the raw fan-out server delivers every event exactly once', async () => {
   const redis = await startRedis();
   const port = await freePort();
   const floor = spawn(bench, ['floor', '--listen', `127.0.0.1:${port}`, '--redis', `redis://127.0.0.1:${redis.port}`], { stdio: 'ignore' });
   try {
-    await waitUntil(async () => {
-      try {
-        await fetch(`http://127.0.0.1:${port}/`);
-      } catch (e) {
-        return e.cause?.code !== 'ECONNREFUSED';
-      }
-      return true;
-    }, { timeoutMs: 10000, what: 'the floor listening' });
+    await floorListening(port);
     const { stdout } = await run(bench, [
       'fanout', '--url', `ws://127.0.0.1:${port}`, '--redis', `redis://127.0.0.1:${redis.port}`,
       '--subscribers', '20', '--rate', '40', '--duration', '2', '--eio', '3', '--label', 'floor',
@@ -188,14 +193,7 @@ test('herald-bench floor takes HTTP publishes (fanout --via http), for machines 
   // No Redis at all: the floor's subscriber fails, and events come in over HTTP.
   const floor = spawn(bench, ['floor', '--listen', `127.0.0.1:${port}`, '--redis', 'redis://127.0.0.1:1'], { stdio: 'ignore' });
   try {
-    await waitUntil(async () => {
-      try {
-        await fetch(`http://127.0.0.1:${port}/`);
-      } catch (e) {
-        return e.cause?.code !== 'ECONNREFUSED';
-      }
-      return true;
-    }, { timeoutMs: 10000, what: 'the floor listening' });
+    await floorListening(port);
     const { stdout } = await run(bench, [
       'fanout', '--url', `ws://127.0.0.1:${port}`, '--via', 'http',
       '--subscribers', '20', '--rate', '40', '--duration', '2', '--eio', '4', '--label', 'floor',
