@@ -73,12 +73,7 @@ impl SharedFrames {
         encode: impl FnOnce() -> Option<FrameText>,
     ) -> Option<FrameText> {
         let mut encoded = self.encoded.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((_, frame)) = encoded.iter().find(|(f, _)| *f == format) {
-            return frame.clone();
-        }
-        let frame = encode();
-        encoded.push((format, frame.clone()));
-        frame
+        super::find_or_encode(&mut encoded, format, encode)
     }
 }
 

@@ -82,21 +82,31 @@ impl<'a> Frames<'a> {
         format: WireFormat,
         encode: impl FnOnce() -> Option<FrameText>,
     ) -> Option<FrameText> {
-        if let Some((_, frame)) = self.encoded.iter().find(|(f, _)| *f == format) {
-            return frame.clone();
-        }
-        let frame = match self.shared {
+        let shared = self.shared;
+        find_or_encode(&mut self.encoded, format, || match shared {
             Some(shared) => shared.get_or_encode(format, encode),
             None => encode(),
-        };
-        self.encoded.push((format, frame.clone()));
-        frame
+        })
     }
 
     /// What was encoded, to be shared with other threads.
     fn into_encoded(self) -> Vec<(WireFormat, Option<FrameText>)> {
         self.encoded
     }
+}
+
+/// The frame of `format` in `encoded`, or the one `encode` makes, kept there for the next asker.
+fn find_or_encode(
+    encoded: &mut Vec<(WireFormat, Option<FrameText>)>,
+    format: WireFormat,
+    encode: impl FnOnce() -> Option<FrameText>,
+) -> Option<FrameText> {
+    if let Some((_, frame)) = encoded.iter().find(|(f, _)| *f == format) {
+        return frame.clone();
+    }
+    let frame = encode();
+    encoded.push((format, frame.clone()));
+    frame
 }
 
 /// Something that happened to a channel (by its Hub key), told to a [`ChannelWatcher`].
